@@ -1,0 +1,152 @@
+"""Poll a nameserver on a fixed-rate schedule until a request's condition holds.
+
+Each accepted request gets one greenlet, owned by the Poller's group. The
+greenlet sends its first query at once, then at accepted_at + k * frequency,
+and stops at the first answer that meets the condition (COMPLETED) or at
+accepted_at + timeout (ERROR). It writes storage only when the request
+leaves ACCEPTED.
+"""
+
+import collections
+import logging
+import math
+import time
+
+import gevent
+import gevent.pool
+
+from digaas import conditions
+from digaas import digdig
+from digaas import model
+
+LOG = logging.getLogger(__name__)
+
+
+class Poller:
+    """Owner of the polling greenlets of one process."""
+
+    def __init__(self, storage, *, dns_query_timeout_seconds):
+        self._storage = storage
+        self._dns_query_timeout_seconds = dns_query_timeout_seconds
+        self._group = gevent.pool.Group()
+
+    def __len__(self):
+        """Return the number of polls running in this process."""
+        return len(self._group)
+
+    def start(self, request):
+        """Start polling for an ACCEPTED request that is already stored."""
+        greenlet = gevent.Greenlet(self._run, request)
+        greenlet.link_exception(lambda dead: self._log_crash(request, dead))
+        self._group.start(greenlet)
+        return greenlet
+
+    def join(self, timeout_seconds=None):
+        """Wait until every running poll has finished; return True if all did."""
+        return self._group.join(timeout=timeout_seconds)
+
+    def kill(self, timeout_seconds=None):
+        self._group.kill(timeout=timeout_seconds)
+
+    def _run(self, request):
+        try:
+            self._poll(request)
+        except Exception as error:
+            LOG.exception("request %s: poll failed, marking it ERROR", request.id)
+            request.status = model.ERROR
+            request.error = f"internal error while polling: {error!r}"
+            self._store(request)
+
+    def _poll(self, request):
+        # The schedule runs on the monotonic clock so that a wall-clock step
+        # cannot shift it; accepted_at anchors it to when the request arrived.
+        origin = time.monotonic() - (time.time() - request.accepted_at)
+        deadline = origin + request.timeout
+        qname, rdatatype = conditions.query_for(request)
+        failures = collections.Counter()
+
+        LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
+                 request.id, request.nameserver, request.port, request.zone_name,
+                 request.condition, request.frequency, request.timeout)
+
+        slot = 0
+        while True:
+            planned = origin + slot * request.frequency
+            if planned >= deadline:
+                break
+            gevent.sleep(max(0.0, planned - time.monotonic()))
+
+            remaining_seconds = deadline - time.monotonic()
+            if remaining_seconds <= 0:
+                break
+
+            answer = digdig.query(
+                request.nameserver, request.port, qname, rdatatype,
+                min(self._dns_query_timeout_seconds, remaining_seconds))
+            verdict = conditions.evaluate(request, answer)
+            self._record(request, answer, verdict, failures)
+
+            if verdict.met:
+                request.status = model.COMPLETED
+                request.completed_at = answer.received_at
+                request.duration = answer.received_at - request.start_time
+                LOG.info("request %s: COMPLETED after %d queries, duration %.3f s",
+                         request.id, request.queries, request.duration)
+                self._store(request)
+                return
+
+            # Fixed rate: the next slot follows this one, but a query that ran
+            # past later slots skips to the latest slot already due.
+            late_slot = math.floor((time.monotonic() - origin) / request.frequency)
+            slot = max(slot + 1, late_slot)
+
+        # No slot is left before the deadline; the request stays ACCEPTED
+        # until the deadline itself, as the client asked.
+        gevent.sleep(max(0.0, deadline - time.monotonic()))
+        request.status = model.ERROR
+        request.error = describe_timeout(request, failures)
+        LOG.info("request %s: ERROR, %s", request.id, request.error)
+        self._store(request)
+
+    def _record(self, request, answer, verdict, failures):
+        request.queries += 1
+        if answer.response is None:
+            failures[answer.failure] += 1
+            if failures[answer.failure] == 1:
+                LOG.warning("request %s: query %d to %s port %s failed: %s"
+                            " (later repeats are only counted)",
+                            request.id, request.queries, request.nameserver,
+                            request.port, answer.failure)
+            return
+
+        request.last_rcode = answer.rcode
+        if verdict.serial is not None:
+            request.last_serial = verdict.serial
+        if not verdict.met:
+            request.last_miss_at = answer.received_at
+
+    def _store(self, request):
+        try:
+            self._storage.update_result(request)
+        except Exception:
+            # TODO: keep results that could not be written and retry them when
+            # the storage is back; for now the log line below is the only copy.
+            LOG.exception("request %s: storing the %s result failed; result was %r",
+                          request.id, request.status, request.to_dict())
+
+    @staticmethod
+    def _log_crash(request, greenlet):
+        LOG.error("request %s: polling greenlet died", request.id,
+                  exc_info=greenlet.exc_info)
+
+
+def describe_timeout(request, failures):
+    """Return the error sentence of a request whose deadline passed."""
+    parts = [f"{request.queries} queries"]
+    if request.last_serial is not None:
+        parts.append(f"last serial {request.last_serial}")
+    if request.last_rcode is not None:
+        parts.append(f"last rcode {request.last_rcode}")
+    for failure, count in failures.most_common():
+        parts.append(f"{count} x {failure}")
+    return f"timed out after {request.timeout} s: " + ", ".join(parts)
