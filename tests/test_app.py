@@ -1,0 +1,144 @@
+"""The HTTP layer through falcon's TestClient, over a real sqlite file."""
+
+import json
+import types
+
+import falcon.testing
+import pytest
+
+import digaas
+import digaas_config
+from digaas import app
+from digaas import poll
+from digaas import storage_sqlite
+
+VALID = {
+    "nameserver": "127.0.0.1",
+    "zone_name": "hello.com.",
+    "serial": 1418336470,
+    "start_time": 1421867419,
+    "timeout": 7.3,
+    "frequency": 1.2,
+    "condition": "serial_not_lower",
+    # Nothing listens on port 9 of loopback, so the polls started by these
+    # tests only ever time out.
+    "port": 9,
+}
+
+
+@pytest.fixture
+def backend(tmp_path):
+    opened = storage_sqlite.SqliteStorage(str(tmp_path / "app.sqlite3"), busy_timeout_seconds=5)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(backend):
+    config = types.SimpleNamespace(**digaas_config.defaults())
+    poller = poll.Poller(backend, dns_query_timeout_seconds=0.1)
+    yield falcon.testing.TestClient(app.create_app(backend, config, poller))
+    poller.kill(timeout_seconds=5)
+
+
+def count_rows(backend):
+    return backend._connection.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+def test_root_names_service(client):
+    result = client.simulate_get("/")
+
+    assert result.status_code == 200
+    assert result.json == {"service": "digaas", "version": digaas.__version__}
+
+
+def test_post_accepts_and_echoes(client, backend):
+    result = client.simulate_post("/requests", json=VALID)
+
+    assert result.status_code == 202
+    for field, value in VALID.items():
+        assert result.json[field] == value
+    assert result.json["status"] == "ACCEPTED"
+    assert result.json["duration"] is None
+    assert result.headers["Location"] == f"/requests/{result.json['id']}"
+    assert backend.get(result.json["id"]).zone_name == "hello.com."
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Content-Type": "application/x-www-form-urlencoded"},
+    {"Content-Type": "text/plain"},
+])
+def test_post_without_json_content_type(client, headers):
+    result = client.simulate_post("/requests", body=json.dumps(VALID), headers=headers)
+
+    assert result.status_code == 202
+    assert result.json["zone_name"] == "hello.com."
+
+
+def test_get_returns_stored_record(client):
+    created = client.simulate_post("/requests", json=VALID).json
+
+    result = client.simulate_get(f"/requests/{created['id']}")
+
+    assert result.status_code == 200
+    assert result.json["id"] == created["id"]
+    assert result.json["status"] in ("ACCEPTED", "ERROR")
+
+
+def test_get_unknown_id_is_json_404(client):
+    result = client.simulate_get("/requests/0a6d1e33-1b52-4c5b-8d8e-8a0b5ef0c111")
+
+    assert result.status_code == 404
+    assert "0a6d1e33-1b52-4c5b-8d8e-8a0b5ef0c111" in result.json["description"]
+
+
+@pytest.mark.parametrize("body, fragments", [
+    (json.dumps({**VALID, "timeout": -1}), ["timeout", "-1", "greater than 0"]),
+    (json.dumps({**VALID, "nameserver": "ns1.example.com"}), ["nameserver", "ns1.example.com"]),
+    (json.dumps({**VALID, "port": 70000}), ["port", "70000", "65535"]),
+    (json.dumps({**VALID, "extra": 1}), ["extra", "accepted fields"]),
+    (json.dumps({**VALID, "serial": True}), ["serial", "True", "integer"]),
+    ('{"timeout": NaN}', ["NaN", "finite number"]),
+    ('{"timeout": Infinity}', ["Infinity"]),
+    ('{"a": 1, "a": 2}', ["'a'", "more than once"]),
+    ("{not json", ["not valid JSON"]),
+    ("", ["empty"]),
+    ("[1, 2]", ["body", "JSON object"]),
+    (b"\xff\xfe\x00garbage", ["not valid JSON"]),
+])
+def test_bad_input_is_400_and_stores_nothing(client, backend, body, fragments):
+    result = client.simulate_post("/requests", body=body)
+
+    assert result.status_code == 400
+    assert result.json["title"] == "Invalid poll request"
+    for fragment in fragments:
+        assert fragment in result.json["description"]
+    assert count_rows(backend) == 0
+
+
+def test_body_over_limit_is_413(client, backend):
+    body = json.dumps({**VALID, "zone_name": "a" * 70000})
+
+    result = client.simulate_post("/requests", body=body)
+
+    assert result.status_code == 413
+    assert "65536" in result.json["description"]
+    assert count_rows(backend) == 0
+
+
+def test_storage_failure_is_503(client, backend):
+    backend._connection.execute("DROP TABLE requests")
+
+    result = client.simulate_post("/requests", json=VALID)
+
+    assert result.status_code == 503
+    assert "nothing was stored" in result.json["description"]
+    assert "Traceback" not in result.text
+
+
+def test_unknown_route_is_json_404(client):
+    result = client.simulate_get("/nothing-here")
+
+    assert result.status_code == 404
+    assert result.headers["Content-Type"].startswith("application/json")
