@@ -1,0 +1,199 @@
+"""End to end: the real uwsgi server polling a real BIND9, on both storages."""
+
+import sqlite3
+import time
+
+import pytest
+import redis
+import requests
+
+from digaas.localservice import LocalService
+
+SETTINGS = {"MIN_FREQUENCY_SECONDS": 0.05, "DNS_QUERY_TIMEOUT_SECONDS": 0.5}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def service(request, tmp_path_factory):
+    redis_url = None
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+
+    server = LocalService(tmp_path_factory.mktemp(f"service-{request.param}"),
+                         storage=request.param, redis_url=redis_url, settings=SETTINGS)
+    server.start()
+    yield server
+    server.stop()
+
+
+def stored_count(service):
+    if service.storage == "sqlite":
+        with sqlite3.connect(service.sqlite_path) as connection:
+            return connection.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    return len(redis.Redis.from_url(service.redis_url).keys("digaas:request:*"))
+
+
+def poll_body(bind, zone, **changes):
+    body = {
+        "nameserver": "127.0.0.1",
+        "port": bind.port,
+        "zone_name": zone,
+        "serial": 1,
+        "start_time": time.time(),
+        "timeout": 5,
+        "frequency": 0.2,
+        "condition": "serial_not_lower",
+    }
+    body.update(changes)
+    return body
+
+
+def test_root_answers_with_version(service):
+    response = requests.get(service.url + "/", timeout=5)
+
+    assert response.status_code == 200
+    assert response.json()["service"] == "digaas"
+
+
+def test_zone_at_serial_completes_first_query(service, bind, unique_zone):
+    bind.add_zone(unique_zone, serial=100)
+    body = poll_body(bind, unique_zone, serial=100)
+
+    accepted = service.post(body)
+    record = service.wait_until_done(accepted.json()["id"], timeout_seconds=10)
+
+    assert accepted.status_code == 202
+    assert record["status"] == "COMPLETED"
+    assert record["queries"] == 1
+    assert record["last_serial"] == 100
+    assert record["last_rcode"] == "NOERROR"
+    assert record["last_miss_at"] is None
+    assert record["duration"] == pytest.approx(record["completed_at"] - body["start_time"])
+    assert 0 <= record["duration"] < body["timeout"]
+
+
+def test_serial_bump_during_poll(service, bind, unique_zone):
+    bind.add_zone(unique_zone, serial=10)
+    body = poll_body(bind, unique_zone, serial=11, timeout=10, frequency=0.2)
+    request_id = service.post(body).json()["id"]
+
+    time.sleep(1.0)
+    before_bump = time.time()
+    bind.set_serial(unique_zone, 11)
+    after_bump = time.time()
+    record = service.wait_until_done(request_id, timeout_seconds=15)
+
+    assert record["status"] == "COMPLETED"
+    assert record["last_serial"] == 11
+    assert record["queries"] >= 4
+    # The true propagation time lies between the last miss and the completion,
+    # and the bump happened inside that bracket.
+    assert record["last_miss_at"] <= after_bump
+    assert record["completed_at"] >= before_bump
+    assert record["duration"] >= before_bump - body["start_time"]
+    # One poll interval plus generous room for a slow shared machine.
+    assert record["duration"] <= after_bump - body["start_time"] + body["frequency"] + 1.0
+
+
+def test_deleted_zone_completes_zone_removed(service, bind, unique_zone):
+    bind.add_zone(unique_zone, serial=5)
+    body = poll_body(bind, unique_zone, condition="zone_removed", timeout=10)
+    del body["serial"]
+    request_id = service.post(body).json()["id"]
+
+    time.sleep(0.5)
+    assert service.get(request_id).json()["status"] == "ACCEPTED"
+    bind.delete_zone(unique_zone)
+    record = service.wait_until_done(request_id, timeout_seconds=15)
+
+    assert record["status"] == "COMPLETED"
+    assert record["last_rcode"] in ("REFUSED", "NXDOMAIN", "NOTAUTH", "NOERROR")
+    assert record["queries"] >= 2
+    assert record["serial"] is None
+
+
+def test_missing_zone_ends_error_at_timeout(service, bind, unique_zone):
+    body = poll_body(bind, unique_zone, timeout=1.5, frequency=0.3)
+    accepted_at = time.time()
+    request_id = service.post(body).json()["id"]
+
+    time.sleep(0.5)
+    assert service.get(request_id).json()["status"] == "ACCEPTED"
+    record = service.wait_until_done(request_id, timeout_seconds=10)
+    finished_at = time.time()
+
+    assert record["status"] == "ERROR"
+    assert record["duration"] is None
+    assert finished_at - accepted_at >= body["timeout"]
+    assert record["error"].startswith("timed out after 1.5 s")
+    assert record["last_rcode"] == "REFUSED"
+    # Fixed rate: slots at 0, 0.3, ..., 1.2 s fit in the 1.5 s timeout.
+    assert record["queries"] == 5
+
+
+def test_ipv6_nameserver(service, bind, unique_zone):
+    bind.add_zone(unique_zone, serial=7)
+    body = poll_body(bind, unique_zone, nameserver="::1", serial=7)
+
+    record = service.wait_until_done(service.post(body).json()["id"], timeout_seconds=10)
+
+    assert record["status"] == "COMPLETED"
+    assert record["nameserver"] == "::1"
+
+
+def test_post_without_content_type(service, bind, unique_zone):
+    import json
+
+    body = poll_body(bind, unique_zone, condition="zone_removed")
+
+    response = requests.post(service.url + "/requests", data=json.dumps(body), timeout=5)
+
+    assert "Content-Type" not in response.request.headers
+    assert response.status_code == 202
+    assert response.json()["zone_name"] == unique_zone
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"timeout": 0}, "timeout"),
+    ({"frequency": "fast"}, "frequency"),
+    ({"nameserver": "localhost"}, "nameserver"),
+    ({"serial": -5}, "serial"),
+    ({"condition": "serial_higher"}, "condition"),
+    ({"unexpected": True}, "unexpected"),
+])
+def test_bad_input_stores_nothing(service, bind, unique_zone, changes, field):
+    before = stored_count(service)
+
+    response = service.post(poll_body(bind, unique_zone, **changes))
+
+    assert response.status_code == 400
+    assert field in response.json()["description"]
+    assert stored_count(service) == before
+
+
+def test_invalid_json_is_400(service):
+    before = stored_count(service)
+
+    response = requests.post(service.url + "/requests", data=b"{'single': quotes}", timeout=5)
+
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["description"]
+    assert "Traceback" not in response.text
+    assert stored_count(service) == before
+
+
+def test_unknown_id_is_404(service):
+    response = service.get("d1b0a0c4-7a4f-4f0e-9a43-4b3f0a2f7e11")
+
+    assert response.status_code == 404
+    assert response.json()["title"] == "Poll request not found"
+
+
+def test_sigterm_stops_server(tmp_path):
+    server = LocalService(tmp_path, settings=SETTINGS).start()
+
+    status = server.stop()
+
+    assert status is not None
+    assert server.process.poll() is not None
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/", timeout=2)
