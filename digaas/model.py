@@ -7,6 +7,11 @@ import uuid
 
 import dns.exception
 import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from digaas import digdig
 
 ACCEPTED = "ACCEPTED"
 COMPLETED = "COMPLETED"
@@ -14,8 +19,16 @@ ERROR = "ERROR"
 STATUSES = (ACCEPTED, COMPLETED, ERROR)
 
 SERIAL_NOT_LOWER = "serial_not_lower"
+ZONE_EXISTS = "zone_exists"
 ZONE_REMOVED = "zone_removed"
-CONDITIONS = (SERIAL_NOT_LOWER, ZONE_REMOVED)
+RECORD_PRESENT = "record_present"
+RECORD_REMOVED = "record_removed"
+ZONE_CONDITIONS = (SERIAL_NOT_LOWER, ZONE_EXISTS, ZONE_REMOVED)
+RECORD_CONDITIONS = (RECORD_PRESENT, RECORD_REMOVED)
+CONDITIONS = ZONE_CONDITIONS + RECORD_CONDITIONS
+
+# The older spelling of record_present: "condition": "data=192.0.2.1".
+LEGACY_DATA_PREFIX = "data="
 
 DEFAULT_PORT = 53
 MAX_SERIAL = 2**32 - 1
@@ -38,6 +51,16 @@ class PollRequest:
     condition: str
     port: int = DEFAULT_PORT
     serial: int | None = None
+
+    # The record set that record_present and record_removed read: its owner
+    # name, its type, and the rdata to find in it (None: the whole set).
+    record_name: str | None = None
+    rdatatype: str | None = None
+    rdata: str | None = None
+
+    # "udp" (retried over TCP when truncated) or "tcp".
+    protocol: str = digdig.UDP
+
     status: str = ACCEPTED
 
     # Wall-clock time (unix seconds) when digaas accepted the request. Polling
@@ -79,7 +102,9 @@ RESULT_FIELDS = ("status", "duration", "completed_at", "last_miss_at", "queries"
 
 # Fields a client may send; the others are set by digaas.
 INPUT_FIELDS = ("nameserver", "port", "zone_name", "serial", "start_time",
-                "timeout", "frequency", "condition")
+                "timeout", "frequency", "condition", "record_name", "rdatatype",
+                "rdata", "protocol")
+RECORD_FIELDS = ("record_name", "rdatatype", "rdata")
 REQUIRED_FIELDS = ("nameserver", "zone_name", "start_time", "timeout",
                    "frequency", "condition")
 
@@ -150,20 +175,79 @@ def _nameserver(value):
     return str(address)
 
 
-def _zone_name(value):
+def _dns_name(field, value):
     allowed = "must be a DNS name such as example.com. (letters, digits, hyphens, dots)"
     if not isinstance(value, str) or not value or value != value.strip():
-        raise InvalidField("zone_name", value, allowed)
+        raise InvalidField(field, value, allowed)
 
     if any(char.isspace() or not char.isprintable() for char in value):
-        raise InvalidField("zone_name", value, allowed)
+        raise InvalidField(field, value, allowed)
 
     try:
         name = dns.name.from_text(value)
     except dns.exception.DNSException as error:
-        raise InvalidField("zone_name", value, f"{allowed}; {error}") from None
+        raise InvalidField(field, value, f"{allowed}; {error}") from None
 
     return name.to_text()
+
+
+def _record_name(value, zone_name):
+    name_text = _dns_name("record_name", value)
+    name = dns.name.from_text(name_text)
+    if not name.is_subdomain(dns.name.from_text(zone_name)):
+        raise InvalidField("record_name", value, f"must be {zone_name} or a name under it")
+    return name_text
+
+
+def _rdatatype(value):
+    allowed = "must be a record type such as A, AAAA, CNAME, MX, TXT, NS, SRV or TYPE65534"
+    if not isinstance(value, str):
+        raise InvalidField("rdatatype", value, allowed)
+
+    try:
+        rdatatype = dns.rdatatype.from_text(value)
+    except (dns.rdatatype.UnknownRdatatype, ValueError):
+        raise InvalidField("rdatatype", value, allowed) from None
+
+    if dns.rdatatype.is_metatype(rdatatype) or rdatatype == dns.rdatatype.OPT:
+        raise InvalidField("rdatatype", value, allowed + ", not a query-only type")
+
+    return dns.rdatatype.to_text(rdatatype)
+
+
+def parse_rdata(rdatatype, text):
+    """Parse rdata as dnspython reads zone-file text, names taken as absolute."""
+    return dns.rdata.from_text(dns.rdataclass.IN, rdatatype, text,
+                               origin=dns.name.root, relativize=False)
+
+
+def _rdata(value, rdatatype):
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidField("rdata", value, f"must be {rdatatype} record data as in a zone file")
+
+    try:
+        parse_rdata(rdatatype, value)
+    except Exception as error:
+        # dnspython raises SyntaxError, ValueError, DNSException and others
+        # depending on the type; each means the text is not valid rdata.
+        raise InvalidField(
+            "rdata", value,
+            f"must be {rdatatype} record data as in a zone file ({error})") from None
+
+    return value
+
+
+def _split_legacy_condition(body):
+    """Turn "condition": "data=<rdata>" into record_present with that rdata."""
+    condition = body["condition"]
+    if not isinstance(condition, str) or not condition.startswith(LEGACY_DATA_PREFIX):
+        return condition, body.get("rdata")
+
+    if body.get("rdata") is not None:
+        raise InvalidField("rdata", body["rdata"],
+                           f"must be omitted when condition is {condition!r}, which"
+                           " already gives the rdata")
+    return RECORD_PRESENT, condition[len(LEGACY_DATA_PREFIX):]
 
 
 def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
@@ -187,12 +271,14 @@ def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
         if field not in body:
             raise MissingField(field, "see the accepted fields in the README")
 
-    condition = body["condition"]
+    condition, rdata = _split_legacy_condition(body)
     if condition not in CONDITIONS:
-        raise InvalidField("condition", condition, "must be one of " + ", ".join(CONDITIONS))
+        raise InvalidField("condition", condition,
+                           "must be one of " + ", ".join(CONDITIONS)
+                           + f", or {LEGACY_DATA_PREFIX}<rdata>")
 
     nameserver = _nameserver(body["nameserver"])
-    zone_name = _zone_name(body["zone_name"])
+    zone_name = _dns_name("zone_name", body["zone_name"])
     start_time = _number(body, "start_time", 0, MAX_START_TIME)
     timeout = _number(body, "timeout", 0, max_timeout_seconds, exclusive_minimum=True)
     frequency = _number(body, "frequency", min_frequency_seconds, max_timeout_seconds)
@@ -201,11 +287,39 @@ def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
     if body.get("port") is not None:
         port = _integer(body, "port", 1, 65535)
 
+    protocol = body.get("protocol")
+    if protocol is None:
+        protocol = digdig.UDP
+    elif protocol not in digdig.PROTOCOLS:
+        raise InvalidField("protocol", protocol, "must be udp or tcp")
+
     serial = None
     if body.get("serial") is not None:
         serial = _integer(body, "serial", 0, MAX_SERIAL)
     elif condition == SERIAL_NOT_LOWER:
         raise MissingField("serial", f"required when condition is {SERIAL_NOT_LOWER}")
+
+    record_name = rdatatype = None
+    if condition in ZONE_CONDITIONS:
+        values = {"record_name": body.get("record_name"),
+                  "rdatatype": body.get("rdatatype"), "rdata": rdata}
+        for field, value in values.items():
+            if value is not None:
+                raise InvalidField(field, value, "is only allowed when condition is "
+                                   + " or ".join(RECORD_CONDITIONS))
+    else:
+        record_name = zone_name
+        if body.get("record_name") is not None:
+            record_name = _record_name(body["record_name"], zone_name)
+
+        if body.get("rdatatype") is None:
+            raise MissingField("rdatatype", f"required when condition is {condition}")
+        rdatatype = _rdatatype(body["rdatatype"])
+
+        if rdata is not None:
+            rdata = _rdata(rdata, rdatatype)
+        elif condition == RECORD_PRESENT:
+            raise MissingField("rdata", f"required when condition is {RECORD_PRESENT}")
 
     return PollRequest(
         id=request_id or str(uuid.uuid4()),
@@ -217,5 +331,9 @@ def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
         timeout=timeout,
         frequency=frequency,
         condition=condition,
+        record_name=record_name,
+        rdatatype=rdatatype,
+        rdata=rdata,
+        protocol=protocol,
         accepted_at=now,
     )

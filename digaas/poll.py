@@ -8,6 +8,7 @@ leaves ACCEPTED.
 """
 
 import collections
+import dataclasses
 import logging
 import math
 import time
@@ -63,7 +64,7 @@ class Poller:
         origin = time.monotonic() - (time.time() - request.accepted_at)
         deadline = origin + request.timeout
         qname, rdatatype = conditions.query_for(request)
-        failures = collections.Counter()
+        tally = Tally()
 
         LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
                  request.id, request.nameserver, request.port, request.zone_name,
@@ -82,9 +83,10 @@ class Poller:
 
             answer = digdig.query(
                 request.nameserver, request.port, qname, rdatatype,
-                min(self._dns_query_timeout_seconds, remaining_seconds))
+                min(self._dns_query_timeout_seconds, remaining_seconds),
+                protocol=request.protocol)
             verdict = conditions.evaluate(request, answer)
-            self._record(request, answer, verdict, failures)
+            self._record(request, answer, verdict, tally)
 
             if verdict.met:
                 request.status = model.COMPLETED
@@ -104,15 +106,17 @@ class Poller:
         # until the deadline itself, as the client asked.
         gevent.sleep(max(0.0, deadline - time.monotonic()))
         request.status = model.ERROR
-        request.error = describe_timeout(request, failures)
+        request.error = describe_timeout(request, tally)
         LOG.info("request %s: ERROR, %s", request.id, request.error)
         self._store(request)
 
-    def _record(self, request, answer, verdict, failures):
+    def _record(self, request, answer, verdict, tally):
         request.queries += 1
+        tally.ignored_replies += answer.ignored_replies
+
         if answer.response is None:
-            failures[answer.failure] += 1
-            if failures[answer.failure] == 1:
+            tally.failures[answer.failure] += 1
+            if tally.failures[answer.failure] == 1:
                 LOG.warning("request %s: query %d to %s port %s failed: %s"
                             " (later repeats are only counted)",
                             request.id, request.queries, request.nameserver,
@@ -120,6 +124,9 @@ class Poller:
             return
 
         request.last_rcode = answer.rcode
+        tally.rcodes[answer.rcode] += 1
+        if not verdict.authoritative:
+            tally.not_authoritative += 1
         if verdict.serial is not None:
             request.last_serial = verdict.serial
         if not verdict.met:
@@ -130,7 +137,7 @@ class Poller:
             self._storage.update_result(request)
         except Exception:
             # TODO: keep results that could not be written and retry them when
-            # the storage is back; for now the log line below is the only copy.
+            # the storage is back. Until then the log line below is the only copy.
             LOG.exception("request %s: storing the %s result failed; result was %r",
                           request.id, request.status, request.to_dict())
 
@@ -140,13 +147,43 @@ class Poller:
                   exc_info=greenlet.exc_info)
 
 
-def describe_timeout(request, failures):
-    """Return the error sentence of a request whose deadline passed."""
-    parts = [f"{request.queries} queries"]
+@dataclasses.dataclass
+class Tally:
+    """Counts of what a poll's queries met on the way, for its error message."""
+
+    failures: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    rcodes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    not_authoritative: int = 0
+    ignored_replies: int = 0
+
+
+def describe_timeout(request, tally):
+    """Return the error message of a request whose deadline passed."""
+    total = request.queries
+    server = f"nameserver {request.nameserver} port {request.port}"
+    parts = []
+
+    refused = tally.rcodes.pop("REFUSED", 0)
+    if refused == total and total:
+        parts.append(f"{server} refused {refused} of {total} queries")
+    else:
+        parts.append(f"{total} queries")
+        if refused:
+            parts.append(f"{server} refused {refused} of them")
+
+    for rcode, count in sorted(tally.rcodes.items()):
+        if rcode != "NOERROR":
+            parts.append(f"{count} answered {rcode}")
+    if tally.not_authoritative:
+        parts.append(f"{tally.not_authoritative} answers without the AA flag")
+    for failure, count in tally.failures.most_common():
+        parts.append(f"{count} x {failure}")
+    if tally.ignored_replies:
+        parts.append(f"{tally.ignored_replies} replies ignored"
+                     " (unparsable, or another id or question)")
     if request.last_serial is not None:
         parts.append(f"last serial {request.last_serial}")
-    if request.last_rcode is not None:
+    elif request.last_rcode is not None and not refused:
         parts.append(f"last rcode {request.last_rcode}")
-    for failure, count in failures.most_common():
-        parts.append(f"{count} x {failure}")
+
     return f"timed out after {request.timeout} s: " + ", ".join(parts)

@@ -173,3 +173,93 @@ def test_round_trip_through_dict():
     request = parse(VALID)
 
     assert model.PollRequest.from_dict(request.to_dict()) == request
+
+
+RECORD = {**VALID, "condition": "record_present", "record_name": "www.hello.com.",
+          "rdatatype": "A", "rdata": "192.0.2.1"}
+del RECORD["serial"]
+
+
+def with_record_fields(**changes):
+    body = dict(RECORD)
+    for field, value in changes.items():
+        if value is REMOVE:
+            del body[field]
+        else:
+            body[field] = value
+    return body
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, {"condition": "record_present", "record_name": "www.hello.com.",
+          "rdatatype": "A", "rdata": "192.0.2.1", "protocol": "udp"}),
+    ({"record_name": REMOVE}, {"record_name": "hello.com."}),
+    ({"record_name": "www.hello.com"}, {"record_name": "www.hello.com."}),
+    ({"rdatatype": "aaaa", "rdata": "2001:DB8::1"}, {"rdatatype": "AAAA"}),
+    ({"rdatatype": "TYPE65280", "rdata": r"\# 2 abcd"}, {"rdatatype": "TYPE65280"}),
+    ({"rdatatype": "MX", "rdata": "10 mail.hello.com."}, {"rdata": "10 mail.hello.com."}),
+    ({"rdatatype": "TXT", "rdata": '"v=spf1 -all"'}, {"rdata": '"v=spf1 -all"'}),
+    ({"condition": "record_removed", "rdata": REMOVE}, {"rdata": None}),
+    ({"condition": "record_removed"}, {"rdata": "192.0.2.1"}),
+    ({"condition": "data=192.0.2.7", "rdata": REMOVE},
+     {"condition": "record_present", "rdata": "192.0.2.7"}),
+    ({"protocol": "tcp"}, {"protocol": "tcp"}),
+])
+def test_valid_record_variants(changes, expected):
+    request = parse(with_record_fields(**changes))
+
+    for field, value in expected.items():
+        assert getattr(request, field) == value
+
+
+@pytest.mark.parametrize("condition", ["zone_exists", "zone_removed"])
+def test_zone_condition_without_serial(condition):
+    body = with_fields(condition=condition, serial=REMOVE)
+
+    request = parse(body)
+
+    assert request.condition == condition
+    assert request.record_name is None
+    assert request.rdatatype is None
+
+
+@pytest.mark.parametrize("changes, field, fragment", [
+    ({"rdatatype": REMOVE}, "rdatatype", "required when condition is record_present"),
+    ({"rdata": REMOVE}, "rdata", "required when condition is record_present"),
+    ({"rdatatype": "BOGUS"}, "rdatatype", "record type"),
+    ({"rdatatype": "ANY"}, "rdatatype", "query-only"),
+    ({"rdatatype": "AXFR"}, "rdatatype", "query-only"),
+    ({"rdatatype": "OPT"}, "rdatatype", "query-only"),
+    ({"rdatatype": 1}, "rdatatype", "record type"),
+    ({"rdata": "not-an-address"}, "rdata", "A record data"),
+    ({"rdatatype": "AAAA"}, "rdata", "AAAA record data"),
+    ({"rdatatype": "MX", "rdata": "mail.hello.com."}, "rdata", "MX record data"),
+    ({"rdata": ""}, "rdata", "A record data"),
+    ({"rdata": 3221225985}, "rdata", "A record data"),
+    ({"record_name": "www.other.com."}, "record_name", "under it"),
+    ({"record_name": "bad name."}, "record_name", "DNS name"),
+    ({"condition": "data=192.0.2.7"}, "rdata", "must be omitted"),
+    ({"condition": "data=192.0.2.777", "rdata": REMOVE}, "rdata", "192.0.2.777"),
+    ({"protocol": "quic"}, "protocol", "udp or tcp"),
+    ({"protocol": "UDP"}, "protocol", "udp or tcp"),
+])
+def test_invalid_record_field(changes, field, fragment):
+    with pytest.raises(model.InvalidField) as raised:
+        parse(with_record_fields(**changes))
+
+    assert raised.value.field == field
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("rdata", "192.0.2.1"),
+    ("rdatatype", "A"),
+    ("record_name", "www.hello.com."),
+])
+@pytest.mark.parametrize("condition", ["serial_not_lower", "zone_exists", "zone_removed"])
+def test_record_field_with_zone_condition(condition, field, value):
+    with pytest.raises(model.InvalidField) as raised:
+        parse(with_fields(condition=condition, **{field: value}))
+
+    assert raised.value.field == field
+    assert "only allowed when condition is record_present or record_removed" in str(raised.value)

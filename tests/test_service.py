@@ -197,3 +197,85 @@ def test_sigterm_stops_server(tmp_path):
     assert server.process.poll() is not None
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/", timeout=2)
+
+
+def test_record_added_during_poll(service, bind, unique_zone):
+    bind.add_zone(unique_zone)
+    body = poll_body(bind, unique_zone, condition="record_present",
+                     record_name=f"www.{unique_zone}", rdatatype="AAAA",
+                     rdata="2001:DB8:0::53", timeout=10)
+    del body["serial"]
+    request_id = service.post(body).json()["id"]
+
+    time.sleep(0.5)
+    before_change = time.time()
+    bind.add_record(unique_zone, "www", "AAAA", "2001:db8::53")
+    after_change = time.time()
+    record = service.wait_until_done(request_id, timeout_seconds=15)
+
+    assert record["status"] == "COMPLETED"
+    assert record["last_miss_at"] <= after_change
+    assert record["completed_at"] >= before_change
+    assert record["last_serial"] is None
+    assert record["rdata"] == "2001:DB8:0::53"
+
+
+def test_record_removed_legacy_and_tcp(service, bind, unique_zone):
+    bind.add_zone(unique_zone)
+    bind.add_record(unique_zone, "www", "A", "192.0.2.9")
+    present = poll_body(bind, unique_zone, condition="data=192.0.2.9",
+                        record_name=f"www.{unique_zone}", rdatatype="A", protocol="tcp")
+    removed = poll_body(bind, unique_zone, condition="record_removed",
+                        record_name=f"www.{unique_zone}", rdatatype="A", timeout=10)
+    del present["serial"], removed["serial"]
+
+    present_record = service.wait_until_done(service.post(present).json()["id"], 10)
+    removed_id = service.post(removed).json()["id"]
+    time.sleep(0.5)
+    bind.delete_record(unique_zone, "www", "A")
+    removed_record = service.wait_until_done(removed_id, 15)
+
+    assert present_record["status"] == "COMPLETED"
+    assert present_record["condition"] == "record_present"
+    assert present_record["protocol"] == "tcp"
+    assert removed_record["status"] == "COMPLETED"
+    assert removed_record["queries"] >= 2
+
+
+def test_large_txt_set_completes(service, bind, unique_zone):
+    bind.add_zone(unique_zone)
+    texts = [f'"{index:03d}-' + "y" * 240 + '"' for index in range(24)]
+    for text in texts:
+        bind.add_record(unique_zone, "big", "TXT", text)
+    body = poll_body(bind, unique_zone, condition="record_present",
+                     record_name=f"big.{unique_zone}", rdatatype="TXT", rdata=texts[-1])
+    del body["serial"]
+
+    record = service.wait_until_done(service.post(body).json()["id"], timeout_seconds=10)
+
+    assert record["status"] == "COMPLETED"
+    assert record["queries"] == 1
+
+
+def test_zone_exists_after_create(service, bind, unique_zone):
+    body = poll_body(bind, unique_zone, condition="zone_exists", timeout=10)
+    del body["serial"]
+    request_id = service.post(body).json()["id"]
+
+    time.sleep(0.5)
+    bind.add_zone(unique_zone, serial=77)
+    record = service.wait_until_done(request_id, timeout_seconds=15)
+
+    assert record["status"] == "COMPLETED"
+    assert record["last_serial"] == 77
+    assert record["last_miss_at"] is not None
+
+
+def test_refused_error_message(service, bind, unique_zone):
+    body = poll_body(bind, unique_zone, timeout=0.5, frequency=0.2)
+
+    record = service.wait_until_done(service.post(body).json()["id"], timeout_seconds=10)
+
+    assert record["status"] == "ERROR"
+    assert record["error"] == (f"timed out after 0.5 s: nameserver 127.0.0.1 port {bind.port}"
+                               " refused 3 of 3 queries")
