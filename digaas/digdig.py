@@ -87,18 +87,22 @@ def query(nameserver, port, qname, rdatatype, timeout_seconds, protocol=UDP):
 
     try:
         if protocol == UDP:
-            answer.response = _query_udp(message, nameserver, port, deadline, answer)
-            if answer.response.flags & dns.flags.TC:
+            response = _query_udp(message, nameserver, port, deadline, answer)
+            if response.flags & dns.flags.TC:
                 answer.protocol = TCP
-                answer.response = _query_tcp(message, nameserver, port, deadline)
+                response = _query_tcp(message, nameserver, port, deadline)
         else:
-            answer.response = _query_tcp(message, nameserver, port, deadline)
+            response = _query_tcp(message, nameserver, port, deadline)
+        answer.response = response
     except dns.exception.Timeout:
         answer.failure = "timeout"
+    except EOFError:
+        # dns.query.tcp raises EOFError when the server closes the
+        # connection before the whole response arrived.
+        answer.failure = "network error: connection closed before the whole response arrived"
     except OSError as error:
         answer.failure = f"network error: {error.strerror or error}"
     except dns.exception.DNSException as error:
-        answer.response = None
         answer.failure = f"bad response: {error}"
 
     answer.received_at = time.time()
