@@ -8,6 +8,7 @@ import sys
 import sysconfig
 
 import digaas_config
+from digaas import demo
 
 
 def find_uwsgi_ini():
@@ -90,12 +91,23 @@ def build_parser():
                               help="uwsgi worker processes (default 1)")
     serve_parser.set_defaults(handler=serve)
 
+    demo_parser = commands.add_parser(
+        "demo", help="measure zone creates, updates and deletes on a throwaway BIND9",
+        description="Start a throwaway BIND9 and digaas on loopback, create, update and"
+                    " delete zones at a fixed rate, post a poll request for every change"
+                    " and print the durations per change type. Exits with status 0 when"
+                    " every poll request completed, else 1.")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(handler=demo.run)
+
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    status = args.handler(args)
+    if status is not None:
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class LocalService:
             try:
                 if requests.get(self.url + "/", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
 
