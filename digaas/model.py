@@ -2,6 +2,7 @@
 
 import dataclasses
 import ipaddress
+import json
 import math
 import uuid
 
@@ -116,7 +117,15 @@ class InvalidField(ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"invalid {field} {value!r}: {allowed}")
+        super().__init__(f"invalid {field} {_as_json(value)}: {allowed}")
+
+
+def _as_json(value):
+    """Spell a client's value as JSON (true, null, "text"), as the client sent it."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 class MissingField(InvalidField):

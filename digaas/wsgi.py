@@ -6,6 +6,7 @@ loads the WSGI callable by importing a module (see uwsgi.ini).
 
 import logging
 
+import digaas
 import digaas_config
 from digaas import app
 from digaas import storage
@@ -21,9 +22,11 @@ def create_application():
     config = digaas_config.load()
     configure_logging(config.LOG_LEVEL)
     backend = storage.open_storage(config)
+    location = backend.path if config.STORAGE == "sqlite" else backend.url
     logging.getLogger(__name__).info(
-        "digaas started: storage %s, DNS query timeout %s s",
-        config.STORAGE, config.DNS_QUERY_TIMEOUT_SECONDS)
+        "digaas %s started on %s: storage %s at %s, DNS query timeout %s s",
+        digaas.__version__, config.LISTEN, config.STORAGE, location,
+        config.DNS_QUERY_TIMEOUT_SECONDS)
     return app.create_app(backend, config)
 
 

@@ -1,0 +1,83 @@
+"""`digaas bind`: run a throwaway BIND9 on loopback to try digaas against."""
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+
+from digaas import localbind
+
+
+def _zone_argument(text):
+    name, _, serial_text = text.partition("=")
+    try:
+        serial = int(serial_text) if serial_text else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid zone {text!r}: use NAME or NAME=SERIAL, such as hello.com.=1418336470") from None
+    return name, serial
+
+
+def _port_argument(text):
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use 1 to 65535")
+    return int(text)
+
+
+def add_arguments(parser):
+    parser.add_argument("--port", type=_port_argument,
+                        help="DNS port on 127.0.0.1 and ::1 (default: a free port)")
+    parser.add_argument("--zone", action="append", default=[], type=_zone_argument,
+                        metavar="NAME[=SERIAL]",
+                        help="zone to create at start, with SOA serial SERIAL (default 1);"
+                             " repeat for more zones")
+
+
+def run(args):
+    """Start BIND9, print how to change its zones, and serve until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    with tempfile.TemporaryDirectory(prefix="digaas-bind-") as workdir:
+        try:
+            bind = localbind.LocalBind(workdir, port=args.port)
+            bind.start()
+        except localbind.LocalBindError as error:
+            print(f"digaas bind: {error}", file=sys.stderr)
+            return 1
+
+        try:
+            for name, serial in args.zone:
+                bind.add_zone(name, serial=serial)
+            print(describe(bind, args.zone), flush=True)
+            try:
+                stop.wait()
+            except KeyboardInterrupt:
+                pass
+        except (localbind.LocalBindError, ValueError) as error:
+            print(f"digaas bind: {error}", file=sys.stderr)
+            return 1
+        finally:
+            bind.stop()
+
+    return 0
+
+
+def describe(bind, zones):
+    """Return the text that shows where BIND9 listens and how to change its zones."""
+    lines = [f"BIND9 serves on 127.0.0.1 and ::1 port {bind.port}; Ctrl-C stops it"]
+    for name, serial in zones:
+        lines.append(f"  zone {name} serial {serial}")
+    lines += [
+        "raise a zone's serial (nsupdate; BIND ignores a serial that is not higher):",
+        f"  printf 'server 127.0.0.1 {bind.port}\\nzone NAME\\nupdate add NAME 300 SOA"
+        " ns1.NAME hostmaster.NAME SERIAL 3600 600 86400 300\\nsend\\n' | nsupdate",
+        "add a record (BIND raises the serial by one on every record change):",
+        f"  printf 'server 127.0.0.1 {bind.port}\\nzone NAME\\nupdate add www.NAME 300 A"
+        " 192.0.2.1\\nsend\\n' | nsupdate",
+        "delete a zone:",
+        f"  rndc -c {bind.rndc_conf_path} delzone -clean NAME",
+        f"workdir: {bind.workdir}",
+    ]
+    return "\n".join(lines)
