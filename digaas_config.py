@@ -31,6 +31,10 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 # Redis connection URL, used when STORAGE is "redis".
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# Timeout of one Redis command or connection attempt, so that a hung Redis
+# turns into a 503 instead of a request that never ends.
+REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
+
 # Prefix of every Redis key digaas writes, so several deployments can share
 # one Redis database.
 REDIS_KEY_PREFIX = "digaas"
@@ -38,6 +42,15 @@ REDIS_KEY_PREFIX = "digaas"
 # Timeout of one DNS query. A query never runs past its poll's deadline, so
 # the effective timeout can be shorter.
 DNS_QUERY_TIMEOUT_SECONDS = 1.0
+
+# How often each process adds the query round-trip times it measured to
+# the latency histograms in storage.
+LATENCY_FLUSH_SECONDS = 5.0
+
+# Summaries and plots run in child processes: at most this many at once per
+# worker, each for at most ANALYSIS_TIMEOUT_SECONDS.
+ANALYSIS_MAX_CONCURRENT = 2
+ANALYSIS_TIMEOUT_SECONDS = 600.0
 
 # Upper bound accepted for a poll request's "timeout".
 MAX_TIMEOUT_SECONDS = 3600.0

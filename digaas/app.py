@@ -1,21 +1,34 @@
 """The HTTP API of digaas, built by create_app() around a storage and a poller."""
 
+import dataclasses
+import itertools
 import json
 import logging
 import time
+import urllib.parse
 
 import falcon
 
 import digaas
+from digaas import export
+from digaas import jsonbody
 from digaas import model
+from digaas import offload
+from digaas import plots
 from digaas import poll
+from digaas import selection
 from digaas import storage
 
 LOG = logging.getLogger(__name__)
 
 
 class RootResource:
+    def __init__(self, storage_backend):
+        self._storage = storage_backend
+
     def on_get(self, req, resp):
+        # Raises StorageError, a 503, when the storage does not respond.
+        self._storage.check()
         resp.media = {"service": "digaas", "version": digaas.__version__}
 
 
@@ -26,7 +39,7 @@ class RequestCollection:
         self._config = config
 
     def on_post(self, req, resp):
-        body = read_json_body(req, self._config.MAX_BODY_BYTES)
+        body = jsonbody.read_json_body(req, self._config.MAX_BODY_BYTES)
 
         request = model.parse_poll_request(
             body,
@@ -40,6 +53,33 @@ class RequestCollection:
         resp.status = falcon.HTTP_202
         resp.location = f"/requests/{request.id}"
         resp.media = request.to_dict()
+
+    def on_get(self, req, resp):
+        query = selection.parse_query(req.params, window_required=False, paging=True)
+        output_format = selection.parse_format(req.params)
+
+        if query.limit is None:
+            # Read the first row now, so that a storage failure is still a
+            # 503 and not a response cut short.
+            requests = self._storage.iter_requests(query)
+            first = next(requests, None)
+            rows = requests if first is None else itertools.chain([first], requests)
+        else:
+            # A page is at most selection.MAX_PAGE_SIZE rows: read it whole,
+            # and one more to know whether a next page exists.
+            rows = list(self._storage.iter_requests(
+                dataclasses.replace(query, limit=query.limit + 1)))
+            if len(rows) > query.limit:
+                rows = rows[:query.limit]
+                params = dict(req.params, offset=str(query.offset + query.limit))
+                resp.append_link(f"{req.path}?{urllib.parse.urlencode(params)}", "next")
+
+        if output_format == "csv":
+            resp.content_type = "text/csv; charset=utf-8"
+            resp.stream = _logged_stream(export.csv_chunks(rows), req)
+        else:
+            resp.content_type = falcon.MEDIA_JSON
+            resp.stream = _logged_stream(export.json_chunks(rows), req)
 
 
 class RequestResource:
@@ -55,50 +95,43 @@ class RequestResource:
         resp.media = request.to_dict()
 
 
-def read_json_body(req, max_body_bytes):
-    """Return the request body parsed as JSON, whatever its Content-Type says.
+class StatsResource:
+    def __init__(self, offloader):
+        self._offloader = offloader
 
-    Harnesses that post with python-requests' data= send no Content-Type, and
-    curl -d sends application/x-www-form-urlencoded, so the header is not
-    trusted. NaN, Infinity and repeated keys are rejected.
-    """
-    if req.content_length is not None and req.content_length > max_body_bytes:
-        raise falcon.HTTPContentTooLarge(
-            title="Request body too large",
-            description=f"the body has {req.content_length} bytes;"
-                        f" at most {max_body_bytes} are accepted")
+    def on_get(self, req, resp):
+        query = selection.parse_query(req.params, window_required=True)
+        job = _job(query, kind="stats")
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._offloader.run(job)
 
-    data = req.bounded_stream.read(max_body_bytes + 1)
-    if len(data) > max_body_bytes:
-        raise falcon.HTTPContentTooLarge(
-            title="Request body too large",
-            description=f"the body has more than {max_body_bytes} bytes")
 
-    if not data.strip():
-        raise falcon.HTTPBadRequest(
-            title="Invalid poll request",
-            description="the body is empty: send a JSON object with the poll request's fields")
+class PlotResource:
+    def __init__(self, offloader):
+        self._offloader = offloader
 
+    def on_get(self, req, resp, kind):
+        if kind not in plots.KINDS:
+            raise falcon.HTTPNotFound(
+                title="Plot not found",
+                description=f"no plot kind {kind!r}: use one of " + ", ".join(plots.KINDS))
+        query = selection.parse_query(req.params, window_required=True)
+        resp.content_type = "image/png"
+        resp.data = self._offloader.run(_job(query, kind="plot", plot=kind))
+
+
+def _job(query, **fields):
+    return dict(fields, start=query.start, end=query.end,
+                nameserver=query.nameserver, condition=query.condition)
+
+
+def _logged_stream(chunks, req):
+    """Pass chunks through, logging a failure that cuts the response short."""
     try:
-        return json.loads(data, parse_constant=_reject_constant,
-                          object_pairs_hook=_reject_repeated_keys)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise falcon.HTTPBadRequest(
-            title="Invalid poll request",
-            description=f"the body is not valid JSON: {error}") from None
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not allowed: use a finite number")
-
-
-def _reject_repeated_keys(pairs):
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"key {key!r} appears more than once")
-        result[key] = value
-    return result
+        yield from chunks
+    except storage.StorageError as error:
+        LOG.error("%s %s: storage failed while streaming, response cut short: %s",
+                  req.method, req.relative_uri, error)
 
 
 def _handle_invalid_field(req, resp, error, params):
@@ -107,10 +140,18 @@ def _handle_invalid_field(req, resp, error, params):
 
 def _handle_storage_error(req, resp, error, params):
     LOG.error("%s %s: storage failed: %s", req.method, req.path, error)
+    consequence = "nothing was stored, retry later" if req.method == "POST" else "retry later"
     raise falcon.HTTPServiceUnavailable(
         title="Storage unavailable",
-        description=f"{error}; nothing was stored, retry later",
+        description=f"{error}; {consequence}",
         retry_after=5)
+
+
+def _handle_offload_error(req, resp, error, params):
+    LOG.error("%s %s: %s", req.method, req.relative_uri, error)
+    raise falcon.HTTPInternalServerError(
+        title="Analysis failed",
+        description=f"{error}; the service log has the details")
 
 
 def _handle_unexpected_error(req, resp, error, params):
@@ -122,6 +163,20 @@ def _handle_unexpected_error(req, resp, error, params):
         description="digaas failed to handle this request; the service log has the details")
 
 
+def _serialize_error(req, resp, error):
+    """Write falcon errors as JSON, with a description even where falcon has none."""
+    body = error.to_dict()
+    if "description" not in body:
+        if error.status_code == 404:
+            body["description"] = (f"nothing at {req.path}: the endpoints are /, /requests,"
+                                   " /requests/{id}, /stats and /plots/{kind}.png")
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            body["description"] = f"{req.method} is not allowed on {req.path}; use {allowed}"
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(body).encode()
+
+
 def create_app(storage_backend, config, poller=None):
     """Build the falcon app over a storage backend and the settings in config.
 
@@ -131,17 +186,25 @@ def create_app(storage_backend, config, poller=None):
     """
     if poller is None:
         poller = poll.Poller(storage_backend,
-                             dns_query_timeout_seconds=config.DNS_QUERY_TIMEOUT_SECONDS)
+                             dns_query_timeout_seconds=config.DNS_QUERY_TIMEOUT_SECONDS,
+                             latency_flush_seconds=config.LATENCY_FLUSH_SECONDS)
+
+    offloader = offload.Offloader(config, max_concurrent=config.ANALYSIS_MAX_CONCURRENT,
+                                  timeout_seconds=config.ANALYSIS_TIMEOUT_SECONDS)
 
     app = falcon.App()
-    app.add_route("/", RootResource())
+    app.set_error_serializer(_serialize_error)
+    app.add_route("/", RootResource(storage_backend))
     app.add_route("/requests", RequestCollection(storage_backend, poller, config))
     app.add_route("/requests/{request_id}", RequestResource(storage_backend))
+    app.add_route("/stats", StatsResource(offloader))
+    app.add_route("/plots/{kind}.png", PlotResource(offloader))
 
     # falcon picks the handler of the most specific class, so Exception only
     # catches what the others do not.
     app.add_error_handler(Exception, _handle_unexpected_error)
     app.add_error_handler(model.InvalidField, _handle_invalid_field)
     app.add_error_handler(storage.StorageError, _handle_storage_error)
+    app.add_error_handler(offload.OffloadError, _handle_offload_error)
 
     return app

@@ -8,7 +8,9 @@ import sys
 import sysconfig
 
 import digaas_config
+from digaas import bindcmd
 from digaas import demo
+from digaas import report
 
 
 def find_uwsgi_ini():
@@ -44,7 +46,7 @@ def serve_command(args, environ):
         "STORAGE": args.storage,
         "SQLITE_PATH": args.sqlite_path and os.path.abspath(args.sqlite_path),
         "REDIS_URL": args.redis_url,
-        "PROCESSES": args.processes and str(args.processes),
+        "PROCESSES": None if args.processes is None else str(args.processes),
     }
     environ = dict(environ)
     for name, value in overrides.items():
@@ -53,9 +55,12 @@ def serve_command(args, environ):
 
     # Fail here, with the variable's name, rather than in every uwsgi worker.
     try:
-        digaas_config.load(environ)
-    except digaas_config.ConfigError as error:
+        config = digaas_config.load(environ)
+        check_listen(config.LISTEN)
+    except (digaas_config.ConfigError, ValueError) as error:
         raise SystemExit(f"digaas: {error}") from None
+    if config.PROCESSES < 1:
+        raise SystemExit(f"digaas: invalid PROCESSES {config.PROCESSES}: use 1 or more")
 
     command = [find_uwsgi(), "--ini", str(find_uwsgi_ini())]
     # uwsgi embeds the Python it was built for but not a virtualenv's
@@ -63,6 +68,22 @@ def serve_command(args, environ):
     if sys.prefix != sys.base_prefix:
         command += ["--virtualenv", sys.prefix]
     return command, environ
+
+
+def check_listen(listen):
+    """Raise ValueError unless listen is HOST:PORT with a port from 1 to 65535.
+
+    uwsgi would otherwise take a value without a port for a UNIX socket path,
+    and a port over 65535 modulo 65536.
+    """
+    host, separator, port_text = listen.rpartition(":")
+    allowed = "use HOST:PORT, such as 127.0.0.1:9090 or [::1]:9090"
+    if not separator or not host or not port_text.isdigit():
+        raise ValueError(f"invalid LISTEN {listen!r}: {allowed}")
+    if not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"invalid LISTEN {listen!r}: the port must be from 1 to 65535")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"invalid LISTEN {listen!r}: put an IPv6 address in brackets, {allowed}")
 
 
 def serve(args):
@@ -99,6 +120,21 @@ def build_parser():
                     " every poll request completed, else 1.")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=demo.run)
+
+    bind_parser = commands.add_parser(
+        "bind", help="run a throwaway BIND9 on loopback to try digaas against",
+        description="Start BIND9 on 127.0.0.1 and ::1 with the given zones, print how to"
+                    " change them with nsupdate and rndc, and serve until Ctrl-C.")
+    bindcmd.add_arguments(bind_parser)
+    bind_parser.set_defaults(handler=bindcmd.run)
+
+    report_parser = commands.add_parser(
+        "report", help="save the summary and plots of a window from a running digaas",
+        description="Ask a running digaas for the summary (GET /stats) and every plot"
+                    " (GET /plots/KIND.png) of the requests whose start_time is in"
+                    " [START, END), and save them as summary.json and KIND.png in OUT.")
+    report.add_arguments(report_parser)
+    report_parser.set_defaults(handler=report.run)
 
     return parser
 

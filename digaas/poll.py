@@ -18,7 +18,9 @@ import gevent.pool
 
 from digaas import conditions
 from digaas import digdig
+from digaas import latency
 from digaas import model
+from digaas import storage
 
 LOG = logging.getLogger(__name__)
 
@@ -26,10 +28,14 @@ LOG = logging.getLogger(__name__)
 class Poller:
     """Owner of the polling greenlets of one process."""
 
-    def __init__(self, storage, *, dns_query_timeout_seconds):
-        self._storage = storage
+    def __init__(self, storage_backend, *, dns_query_timeout_seconds,
+                 latency_flush_seconds=5.0):
+        self._storage = storage_backend
         self._dns_query_timeout_seconds = dns_query_timeout_seconds
+        self._latency_flush_seconds = latency_flush_seconds
         self._group = gevent.pool.Group()
+        self._latency = latency.Recorder()
+        self._flusher = None
 
     def __len__(self):
         """Return the number of polls running in this process."""
@@ -37,6 +43,10 @@ class Poller:
 
     def start(self, request):
         """Start polling for an ACCEPTED request that is already stored."""
+        if self._flusher is None:
+            self._flusher = gevent.spawn(self._flush_latency_forever)
+            self._flusher.link_exception(self._log_flusher_crash)
+
         greenlet = gevent.Greenlet(self._run, request)
         greenlet.link_exception(lambda dead: self._log_crash(request, dead))
         self._group.start(greenlet)
@@ -47,7 +57,34 @@ class Poller:
         return self._group.join(timeout=timeout_seconds)
 
     def kill(self, timeout_seconds=None):
+        """Stop every poll and the latency flusher, then write pending latencies."""
         self._group.kill(timeout=timeout_seconds)
+        if self._flusher is not None:
+            self._flusher.kill(timeout=timeout_seconds)
+            self._flusher = None
+        self.flush_latency()
+
+    def flush_latency(self):
+        """Add the round-trip times measured since the last flush to storage."""
+        histograms = self._latency.take()
+        if not histograms:
+            return
+        try:
+            self._storage.add_latency(histograms)
+        except storage.StorageError as error:
+            self._latency.put_back(histograms)
+            LOG.warning("storing %d latency histograms failed, keeping them for the"
+                        " next flush: %s", len(histograms), error)
+
+    def _flush_latency_forever(self):
+        while True:
+            gevent.sleep(self._latency_flush_seconds)
+            self.flush_latency()
+
+    @staticmethod
+    def _log_flusher_crash(greenlet):
+        LOG.error("latency flusher died; round-trip times are no longer stored",
+                  exc_info=greenlet.exc_info)
 
     def _run(self, request):
         try:
@@ -113,6 +150,9 @@ class Poller:
     def _record(self, request, answer, verdict, tally):
         request.queries += 1
         tally.ignored_replies += answer.ignored_replies
+        if answer.response is not None or answer.failure == "timeout":
+            self._latency.record(request.nameserver, answer.received_at - answer.rtt_seconds,
+                                 answer.rtt_seconds, timed_out=answer.response is None)
 
         if answer.response is None:
             tally.failures[answer.failure] += 1

@@ -1,14 +1,38 @@
 """The interface shared by the storage backends, and the choice between them."""
 
 import abc
+import dataclasses
+import math
 
 
 class StorageError(Exception):
     """The storage backend failed; the message says which operation and why."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestQuery:
+    """A selection of stored requests: a start_time window and filters.
+
+    The window is half-open: start <= start_time < end. Rows come sorted by
+    start_time, then id; offset skips that many matching rows and limit
+    caps how many come back (None: all).
+    """
+
+    start: float = -math.inf
+    end: float = math.inf
+    status: str | None = None
+    nameserver: str | None = None
+    condition: str | None = None
+    offset: int = 0
+    limit: int | None = None
+
+
 class Storage(abc.ABC):
-    """Where poll requests and their results are kept."""
+    """Backend that keeps poll requests, their results and query latencies."""
+
+    @abc.abstractmethod
+    def check(self):
+        """Do a cheap round trip to the backend. Raises StorageError if it fails."""
 
     @abc.abstractmethod
     def create(self, request):
@@ -21,6 +45,22 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def update_result(self, request):
         """Write the status and result fields of a stored request."""
+
+    @abc.abstractmethod
+    def iter_requests(self, query):
+        """Yield the PollRequests that match a RequestQuery, in its order."""
+
+    @abc.abstractmethod
+    def iter_columns(self, query, columns):
+        """Yield a tuple of the named fields for each request that matches."""
+
+    @abc.abstractmethod
+    def add_latency(self, histograms):
+        """Add latency.Histogram counts to the stored ones of the same nameserver and bucket."""
+
+    @abc.abstractmethod
+    def iter_latency(self, start, end, nameserver=None):
+        """Yield the stored latency.Histogram of each bucket that starts in [start, end)."""
 
     @abc.abstractmethod
     def close(self):
@@ -36,7 +76,9 @@ def open_storage(config):
 
     if config.STORAGE == "redis":
         from digaas import storage_redis
-        return storage_redis.RedisStorage(config.REDIS_URL, key_prefix=config.REDIS_KEY_PREFIX)
+        return storage_redis.RedisStorage(
+            config.REDIS_URL, key_prefix=config.REDIS_KEY_PREFIX,
+            socket_timeout_seconds=config.REDIS_SOCKET_TIMEOUT_SECONDS)
 
     raise ValueError(
         f"invalid STORAGE {config.STORAGE!r}: use sqlite or redis (DIGAAS_STORAGE)")

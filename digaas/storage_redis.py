@@ -1,10 +1,12 @@
 """Poll requests in Redis, for deployments that share or outgrow one file."""
 
 import json
+import math
 import urllib.parse
 
 import redis
 
+from digaas import latency
 from digaas import model
 from digaas import storage
 
@@ -17,6 +19,33 @@ end
 return -1
 """
 
+# Add one histogram to the stored one: HINCRBY each bin and the timeouts,
+# keep the lower min and the higher max. KEYS[1] is the histogram hash,
+# KEYS[2] the index of buckets, ARGV[1] its member, ARGV[2] the bucket
+# start, ARGV[3..5] timeouts, min and max ("" when nothing was answered),
+# then pairs of bin field and count.
+_ADD_HISTOGRAM = """
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'timeouts', ARGV[3])
+if ARGV[4] ~= '' then
+    local low = redis.call('HGET', KEYS[1], 'min')
+    if not low or tonumber(ARGV[4]) < tonumber(low) then
+        redis.call('HSET', KEYS[1], 'min', ARGV[4])
+    end
+    local high = redis.call('HGET', KEYS[1], 'max')
+    if not high or tonumber(ARGV[5]) > tonumber(high) then
+        redis.call('HSET', KEYS[1], 'max', ARGV[5])
+    end
+end
+for index = 6, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[1], ARGV[index], ARGV[index + 1])
+end
+return 1
+"""
+
+# Requests read from Redis at a time while streaming a selection.
+FETCH_REQUESTS = 1000
+
 
 class RedisStorage(storage.Storage):
     """Each request is a hash under <prefix>:request:<id>.
@@ -27,20 +56,26 @@ class RedisStorage(storage.Storage):
     indexes the ids by start_time.
     """
 
-    def __init__(self, url, *, key_prefix):
+    def __init__(self, url, *, key_prefix, socket_timeout_seconds=5.0):
         self.url = redact_password(url)
         self._key_prefix = key_prefix
         try:
-            self._redis = redis.Redis.from_url(url)
+            self._redis = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout_seconds,
+                socket_connect_timeout=socket_timeout_seconds)
         except ValueError as error:
             raise storage.StorageError(f"invalid REDIS_URL {self.url!r}: {error}") from error
         self._update_if_exists = self._redis.register_script(_UPDATE_IF_EXISTS)
+        self._add_histogram = self._redis.register_script(_ADD_HISTOGRAM)
 
     def _request_key(self, request_id):
         return f"{self._key_prefix}:request:{request_id}"
 
     def _start_time_key(self):
         return f"{self._key_prefix}:requests:by_start_time"
+
+    def check(self):
+        self._run(self._redis.ping, "check")
 
     def create(self, request):
         fields = {name: json.dumps(value) for name, value in request.to_dict().items()}
@@ -65,6 +100,101 @@ class RedisStorage(storage.Storage):
         self._run(lambda: self._update_if_exists(keys=[self._request_key(request.id)],
                                                  args=arguments),
                   "store result")
+
+    def iter_requests(self, query):
+        for row in self.iter_columns(query, model.FIELD_NAMES):
+            yield model.PollRequest.from_dict(dict(zip(model.FIELD_NAMES, row)))
+
+    def iter_columns(self, query, columns):
+        for column in columns:
+            if column not in model.FIELD_NAMES:
+                raise ValueError(f"unknown request field {column!r}")
+
+        filters = {field: getattr(query, field) for field in ("status", "nameserver", "condition")
+                   if getattr(query, field) is not None}
+        fetched = list(columns) + [field for field in filters if field not in columns]
+        low = "-inf" if query.start == -math.inf else repr(float(query.start))
+        high = "+inf" if query.end == math.inf else "(" + repr(float(query.end))
+        skip = query.offset
+        remaining = query.limit
+        index_offset = 0
+
+        while remaining is None or remaining > 0:
+            # ZRANGEBYSCORE orders equal scores by member, so by id.
+            ids = self._run(lambda: self._redis.zrangebyscore(
+                self._start_time_key(), low, high, start=index_offset, num=FETCH_REQUESTS),
+                "read requests")
+            if not ids:
+                return
+            index_offset += len(ids)
+
+            pipeline = self._redis.pipeline(transaction=False)
+            for request_id in ids:
+                pipeline.hmget(self._request_key(request_id.decode()), fetched)
+            rows = self._run(pipeline.execute, "read requests")
+
+            for texts in rows:
+                if texts[0] is None and all(text is None for text in texts):
+                    continue   # deleted between the two reads
+                values = dict(zip(fetched, (None if text is None else json.loads(text)
+                                            for text in texts)))
+                if any(values[field] != value for field, value in filters.items()):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                yield tuple(values[column] for column in columns)
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+
+    def _latency_key(self, bucket_start, nameserver):
+        return f"{self._key_prefix}:latency:{bucket_start}:{nameserver}"
+
+    def _latency_index_key(self):
+        return f"{self._key_prefix}:latency:buckets"
+
+    def add_latency(self, histograms):
+        pipeline = self._redis.pipeline(transaction=True)
+        for histogram in histograms:
+            answered = histogram.answered > 0
+            arguments = [f"{histogram.bucket_start}:{histogram.nameserver}",
+                         histogram.bucket_start, histogram.timeouts,
+                         repr(histogram.min_seconds) if answered else "",
+                         repr(histogram.max_seconds) if answered else ""]
+            for index, count in histogram.counts.items():
+                arguments += [f"bin:{index}", count]
+            self._add_histogram(
+                keys=[self._latency_key(histogram.bucket_start, histogram.nameserver),
+                      self._latency_index_key()],
+                args=arguments, client=pipeline)
+        self._run(pipeline.execute, "store latency")
+
+    def iter_latency(self, start, end, nameserver=None):
+        low = "-inf" if start == -math.inf else repr(float(start))
+        high = "+inf" if end == math.inf else "(" + repr(float(end))
+        members = self._run(lambda: self._redis.zrangebyscore(
+            self._latency_index_key(), low, high), "read latency")
+
+        for member in members:
+            bucket_text, name = member.decode().split(":", 1)
+            if nameserver is not None and name != nameserver:
+                continue
+            fields = self._run(lambda: self._redis.hgetall(
+                self._latency_key(bucket_text, name)), "read latency")
+            histogram = latency.Histogram(name, int(bucket_text))
+            for field, value in fields.items():
+                field = field.decode()
+                if field.startswith("bin:"):
+                    histogram.counts[int(field[4:])] = int(value)
+                elif field == "timeouts":
+                    histogram.timeouts = int(value)
+                elif field == "min":
+                    histogram.min_seconds = float(value)
+                elif field == "max":
+                    histogram.max_seconds = float(value)
+            yield histogram
 
     def close(self):
         self._redis.close()

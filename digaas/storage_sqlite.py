@@ -1,7 +1,9 @@
 """Poll requests in an embedded sqlite database file (the default storage)."""
 
+import math
 import sqlite3
 
+from digaas import latency
 from digaas import model
 from digaas import storage
 
@@ -32,12 +34,31 @@ CREATE TABLE IF NOT EXISTS requests (
     last_serial INTEGER,
     error TEXT
 );
-CREATE INDEX IF NOT EXISTS requests_start_time ON requests (start_time);
+CREATE INDEX IF NOT EXISTS requests_start_time ON requests (start_time, id);
 CREATE INDEX IF NOT EXISTS requests_status ON requests (status);
+
+CREATE TABLE IF NOT EXISTS latency_buckets (
+    nameserver TEXT NOT NULL,
+    bucket_start INTEGER NOT NULL,
+    timeouts INTEGER NOT NULL,
+    min_seconds REAL,
+    max_seconds REAL,
+    PRIMARY KEY (bucket_start, nameserver)
+);
+CREATE TABLE IF NOT EXISTS latency_bins (
+    nameserver TEXT NOT NULL,
+    bucket_start INTEGER NOT NULL,
+    bin INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    PRIMARY KEY (bucket_start, nameserver, bin)
+);
 """
 
+# Rows fetched from sqlite at a time while streaming a selection.
+FETCH_ROWS = 1000
+
 class SqliteStorage(storage.Storage):
-    """Poll requests in one sqlite file, in WAL mode so readers never wait."""
+    """Poll requests in one sqlite file, in WAL mode so that readers do not block the writer."""
 
     def __init__(self, path, *, busy_timeout_seconds):
         self.path = path
@@ -51,6 +72,9 @@ class SqliteStorage(storage.Storage):
         except sqlite3.Error as error:
             raise storage.StorageError(
                 f"cannot open sqlite database {path!r}: {error}") from error
+
+    def check(self):
+        self._execute("SELECT COUNT(*) FROM requests WHERE id = ''", (), "check")
 
     def create(self, request):
         values = request.to_dict()
@@ -75,8 +99,107 @@ class SqliteStorage(storage.Storage):
                       [values[name] for name in model.RESULT_FIELDS] + [request.id],
                       "store result")
 
+    def iter_requests(self, query):
+        for row in self.iter_columns(query, model.FIELD_NAMES):
+            yield model.PollRequest.from_dict(dict(zip(model.FIELD_NAMES, row)))
+
+    def iter_columns(self, query, columns):
+        for column in columns:
+            if column not in model.FIELD_NAMES:
+                raise ValueError(f"unknown request field {column!r}")
+
+        conditions = []
+        parameters = []
+        if query.start != -math.inf:
+            conditions.append("start_time >= ?")
+            parameters.append(query.start)
+        if query.end != math.inf:
+            conditions.append("start_time < ?")
+            parameters.append(query.end)
+        for field in ("status", "nameserver", "condition"):
+            value = getattr(query, field)
+            if value is not None:
+                conditions.append(f"{field} = ?")
+                parameters.append(value)
+
+        statement = f"SELECT {', '.join(columns)} FROM requests"
+        if conditions:
+            statement += " WHERE " + " AND ".join(conditions)
+        statement += " ORDER BY start_time, id LIMIT ? OFFSET ?"
+        parameters += [-1 if query.limit is None else query.limit, query.offset]
+
+        # A cursor of its own, so that writes by polls on the shared
+        # connection can go on between the fetches.
+        cursor = self._execute(statement, parameters, "read requests")
+        while True:
+            rows = self._fetch(cursor)
+            if not rows:
+                return
+            yield from rows
+
+    def add_latency(self, histograms):
+        buckets = []
+        bins = []
+        for histogram in histograms:
+            min_seconds = None if histogram.min_seconds == math.inf else histogram.min_seconds
+            max_seconds = None if histogram.answered == 0 else histogram.max_seconds
+            buckets.append((histogram.nameserver, histogram.bucket_start, histogram.timeouts,
+                            min_seconds, max_seconds))
+            for index, count in histogram.counts.items():
+                bins.append((histogram.nameserver, histogram.bucket_start, index, count))
+
+        try:
+            with self._connection:
+                self._connection.execute("BEGIN")
+                self._connection.executemany(
+                    "INSERT INTO latency_buckets VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (bucket_start, nameserver) DO UPDATE SET"
+                    " timeouts = timeouts + excluded.timeouts,"
+                    " min_seconds = min(coalesce(min_seconds, excluded.min_seconds),"
+                    "                   coalesce(excluded.min_seconds, min_seconds)),"
+                    " max_seconds = max(coalesce(max_seconds, excluded.max_seconds),"
+                    "                   coalesce(excluded.max_seconds, max_seconds))",
+                    buckets)
+                self._connection.executemany(
+                    "INSERT INTO latency_bins VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (bucket_start, nameserver, bin) DO UPDATE SET"
+                    " queries = queries + excluded.queries",
+                    bins)
+        except sqlite3.Error as error:
+            raise storage.StorageError(
+                f"sqlite {self.path!r}: store latency failed: {error}") from error
+
+    def iter_latency(self, start, end, nameserver=None):
+        statement = ("SELECT nameserver, bucket_start, timeouts, min_seconds, max_seconds"
+                     " FROM latency_buckets WHERE bucket_start >= ? AND bucket_start < ?")
+        parameters = [_bound(start), _bound(end)]
+        if nameserver is not None:
+            statement += " AND nameserver = ?"
+            parameters.append(nameserver)
+        statement += " ORDER BY bucket_start, nameserver"
+        buckets = self._execute(statement, parameters, "read latency").fetchall()
+
+        for name, bucket_start, timeouts, min_seconds, max_seconds in buckets:
+            histogram = latency.Histogram(
+                name, bucket_start, timeouts=timeouts,
+                min_seconds=math.inf if min_seconds is None else min_seconds,
+                max_seconds=0.0 if max_seconds is None else max_seconds)
+            bins = self._execute(
+                "SELECT bin, queries FROM latency_bins"
+                " WHERE bucket_start = ? AND nameserver = ?",
+                (bucket_start, name), "read latency").fetchall()
+            histogram.counts = dict(bins)
+            yield histogram
+
     def close(self):
         self._connection.close()
+
+    def _fetch(self, cursor):
+        try:
+            return cursor.fetchmany(FETCH_ROWS)
+        except sqlite3.Error as error:
+            raise storage.StorageError(
+                f"sqlite {self.path!r}: read requests failed: {error}") from error
 
     def _execute(self, statement, parameters, operation):
         try:
@@ -84,3 +207,8 @@ class SqliteStorage(storage.Storage):
         except sqlite3.Error as error:
             raise storage.StorageError(
                 f"sqlite {self.path!r}: {operation} failed: {error}") from error
+
+
+def _bound(value):
+    """Clamp an infinite window edge to a number sqlite can compare."""
+    return max(-2**62, min(2**62, value)) if math.isinf(value) else value

@@ -98,7 +98,7 @@ def test_get_unknown_id_is_json_404(client):
     (json.dumps({**VALID, "nameserver": "ns1.example.com"}), ["nameserver", "ns1.example.com"]),
     (json.dumps({**VALID, "port": 70000}), ["port", "70000", "65535"]),
     (json.dumps({**VALID, "extra": 1}), ["extra", "accepted fields"]),
-    (json.dumps({**VALID, "serial": True}), ["serial", "True", "integer"]),
+    (json.dumps({**VALID, "serial": True}), ["serial", "true", "integer"]),
     ('{"timeout": NaN}', ["NaN", "finite number"]),
     ('{"timeout": Infinity}', ["Infinity"]),
     ('{"a": 1, "a": 2}', ["'a'", "more than once"]),
@@ -142,3 +142,87 @@ def test_unknown_route_is_json_404(client):
 
     assert result.status_code == 404
     assert result.headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("path, query, fragments", [
+    ("/requests", "start=abc", ["start", "abc", "unix seconds"]),
+    ("/requests", "start=10&end=5", ["end", "5", "before start"]),
+    ("/requests", "end=inf", ["end", "finite"]),
+    ("/requests", "status=DONE", ["status", "DONE", "ACCEPTED"]),
+    ("/requests", "nameserver=ns1.example.com", ["nameserver", "ns1.example.com"]),
+    ("/requests", "condition=zone_gone", ["condition", "zone_gone"]),
+    ("/requests", "format=xml", ["format", "xml", "json, csv"]),
+    ("/requests", "limit=0", ["limit", "0", "from 1 to 100000"]),
+    ("/requests", "limit=100001", ["limit", "100001"]),
+    ("/requests", "offset=-1", ["offset", "-1"]),
+    ("/stats", "", ["start", "missing"]),
+    ("/stats", "start=1", ["end", "missing"]),
+    ("/stats", "start=20&end=10", ["end", "before start"]),
+    ("/plots/latency.png", "start=x&end=10", ["start", '"x"']),
+])
+def test_bad_query_is_400(client, path, query, fragments):
+    result = client.simulate_get(path, query_string=query)
+
+    assert result.status_code == 400
+    for fragment in fragments:
+        assert fragment in result.json["description"]
+
+
+def test_unknown_plot_kind_is_404(client):
+    result = client.simulate_get("/plots/pie.png", query_string="start=0&end=10")
+
+    assert result.status_code == 404
+    assert "propagation_cdf" in result.json["description"]
+
+
+def test_listing_pages_with_link(client):
+    created = [client.simulate_post("/requests", json={**VALID, "start_time": 100 + index}).json
+               for index in range(5)]
+
+    first = client.simulate_get("/requests", query_string="limit=2")
+    last = client.simulate_get("/requests", query_string="limit=2&offset=4")
+
+    assert [row["id"] for row in first.json] == [row["id"] for row in created[:2]]
+    assert "rel=next" in first.headers["Link"]
+    assert "offset=2" in first.headers["Link"]
+    assert [row["id"] for row in last.json] == [created[4]["id"]]
+    assert "Link" not in last.headers
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('{"nameserver": ' + "[" * 20000 + "]" * 20000 + "}", "nested too deeply"),
+    ('{"serial": ' + "9" * 5000 + "}", "5000 digits is too long"),
+])
+def test_hostile_json_is_400(client, backend, body, fragment):
+    result = client.simulate_post("/requests", body=body)
+
+    assert result.status_code == 400
+    assert fragment in result.json["description"]
+    assert count_rows(backend) == 0
+
+
+def test_chunked_body_is_411(client, backend):
+    result = client.simulate_post("/requests", body=json.dumps(VALID),
+                                  headers={"Transfer-Encoding": "chunked",
+                                           "Content-Length": None})
+
+    assert result.status_code == 411
+    assert "Content-Length" in result.json["description"]
+    assert count_rows(backend) == 0
+
+
+def test_root_is_503_without_storage(client, backend):
+    backend._connection.execute("DROP TABLE requests")
+
+    result = client.simulate_get("/")
+
+    assert result.status_code == 503
+    assert "retry later" in result.json["description"]
+
+
+def test_wrong_method_is_described(client):
+    result = client.simulate_delete("/requests")
+
+    assert result.status_code == 405
+    assert "DELETE is not allowed on /requests" in result.json["description"]
+    assert "GET" in result.json["description"]

@@ -279,3 +279,25 @@ def test_refused_error_message(service, bind, unique_zone):
     assert record["status"] == "ERROR"
     assert record["error"] == (f"timed out after 0.5 s: nameserver 127.0.0.1 port {bind.port}"
                                " refused 3 of 3 queries")
+
+
+def test_chunked_body_is_411(service, bind, unique_zone):
+    import json
+
+    body = json.dumps(poll_body(bind, unique_zone)).encode()
+    before = stored_count(service)
+
+    response = requests.post(service.url + "/requests", data=iter([body]), timeout=5)
+
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 411
+    assert "Content-Length" in response.json()["description"]
+    assert stored_count(service) == before
+
+
+def test_deep_nesting_is_400(service):
+    response = requests.post(service.url + "/requests",
+                             data='{"zone_name": ' + "[" * 20000 + "]" * 20000 + "}", timeout=5)
+
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["description"]

@@ -1,6 +1,7 @@
 import pytest
 import redis
 
+from digaas import latency
 from digaas import model
 from digaas import storage
 from digaas import storage_redis
@@ -107,3 +108,118 @@ def test_redact_password():
     assert (storage_redis.redact_password("redis://user:pw@host:6379/0")
             == "redis://user:***@host:6379/0")
     assert storage_redis.redact_password("redis://host/0") == "redis://host/0"
+
+
+def store_table(backend):
+    """Store six requests over two nameservers, conditions and statuses."""
+    rows = [
+        # id suffix, start_time, nameserver, condition, status, duration
+        ("1", 100.0, "192.0.2.1", model.SERIAL_NOT_LOWER, model.COMPLETED, 1.5),
+        ("2", 100.0, "192.0.2.2", model.SERIAL_NOT_LOWER, model.COMPLETED, 2.5),
+        ("3", 150.5, "192.0.2.1", model.ZONE_REMOVED, model.ERROR, None),
+        ("4", 199.999, "192.0.2.2", model.ZONE_REMOVED, model.COMPLETED, 0.25),
+        ("5", 200.0, "192.0.2.1", model.SERIAL_NOT_LOWER, model.ACCEPTED, None),
+        ("6", 50, "192.0.2.1", model.SERIAL_NOT_LOWER, model.COMPLETED, 9.0),
+    ]
+    for suffix, start_time, nameserver, condition, status, duration in rows:
+        request = make_request(id=f"id-{suffix}", start_time=start_time, nameserver=nameserver,
+                               condition=condition, status=status, duration=duration)
+        backend.create(request)
+
+
+def ids(requests):
+    return [request.id for request in requests]
+
+
+@pytest.mark.parametrize("query, expected", [
+    (storage.RequestQuery(), ["id-6", "id-1", "id-2", "id-3", "id-4", "id-5"]),
+    (storage.RequestQuery(start=100, end=200), ["id-1", "id-2", "id-3", "id-4"]),
+    (storage.RequestQuery(start=100.0001, end=200.0001), ["id-3", "id-4", "id-5"]),
+    (storage.RequestQuery(start=300, end=400), []),
+    (storage.RequestQuery(status=model.COMPLETED), ["id-6", "id-1", "id-2", "id-4"]),
+    (storage.RequestQuery(nameserver="192.0.2.2"), ["id-2", "id-4"]),
+    (storage.RequestQuery(condition=model.ZONE_REMOVED), ["id-3", "id-4"]),
+    (storage.RequestQuery(start=100, nameserver="192.0.2.1", status=model.ERROR), ["id-3"]),
+    (storage.RequestQuery(limit=2), ["id-6", "id-1"]),
+    (storage.RequestQuery(offset=2, limit=2), ["id-2", "id-3"]),
+    (storage.RequestQuery(offset=5, limit=10), ["id-5"]),
+    (storage.RequestQuery(nameserver="192.0.2.1", offset=1, limit=2), ["id-1", "id-3"]),
+])
+def test_iter_requests_selects(backend, query, expected):
+    store_table(backend)
+
+    assert ids(backend.iter_requests(query)) == expected
+
+
+def test_iter_requests_returns_whole_records(backend):
+    store_table(backend)
+
+    first = next(iter(backend.iter_requests(storage.RequestQuery(start=100, end=101))))
+
+    assert first == backend.get("id-1")
+
+
+def test_iter_columns_reads_fields(backend):
+    store_table(backend)
+
+    rows = list(backend.iter_columns(storage.RequestQuery(status=model.COMPLETED),
+                                     ("duration", "nameserver")))
+
+    assert rows == [(9.0, "192.0.2.1"), (1.5, "192.0.2.1"), (2.5, "192.0.2.2"),
+                    (0.25, "192.0.2.2")]
+
+
+def test_iter_columns_rejects_unknown_field(backend):
+    with pytest.raises(ValueError):
+        list(backend.iter_columns(storage.RequestQuery(), ("id; DROP TABLE requests",)))
+
+
+def test_many_requests_stream_in_order(backend):
+    for index in range(2500):
+        backend.create(make_request(id=f"bulk-{index:05d}", start_time=1000 + index % 7))
+
+    streamed = ids(backend.iter_requests(storage.RequestQuery()))
+
+    assert len(streamed) == 2500
+    assert streamed == sorted(streamed, key=lambda request_id: (int(request_id[5:]) % 7,
+                                                               request_id))
+
+
+def histogram(nameserver, bucket_start, rtts, timeouts=0):
+    result = latency.Histogram(nameserver, bucket_start, timeouts=timeouts)
+    for rtt in rtts:
+        result.add(rtt)
+    return result
+
+
+def test_latency_adds_up(backend):
+    backend.add_latency([histogram("192.0.2.1", 60, [0.001, 0.002], timeouts=1),
+                         histogram("192.0.2.2", 60, [0.5])])
+    backend.add_latency([histogram("192.0.2.1", 60, [0.0005, 0.001], timeouts=2),
+                         histogram("192.0.2.1", 120, [], timeouts=4)])
+
+    stored = {(item.nameserver, item.bucket_start): item for item in backend.iter_latency(0, 1000)}
+
+    first = stored[("192.0.2.1", 60)]
+    assert first.answered == 4
+    assert first.timeouts == 3
+    assert first.min_seconds == 0.0005
+    assert first.max_seconds == 0.002
+    assert first.counts[latency.bin_of(0.001)] == 2
+    assert stored[("192.0.2.2", 60)].answered == 1
+    assert stored[("192.0.2.1", 120)].timeouts == 4
+    assert stored[("192.0.2.1", 120)].answered == 0
+    assert len(stored) == 3
+
+
+def test_latency_window_and_nameserver(backend):
+    backend.add_latency([histogram("192.0.2.1", 60, [0.001]),
+                         histogram("192.0.2.1", 120, [0.001]),
+                         histogram("192.0.2.2", 120, [0.001])])
+
+    window = [(item.nameserver, item.bucket_start) for item in backend.iter_latency(120, 180)]
+    only_one = [(item.nameserver, item.bucket_start)
+                for item in backend.iter_latency(0, 1000, nameserver="192.0.2.1")]
+
+    assert sorted(window) == [("192.0.2.1", 120), ("192.0.2.2", 120)]
+    assert sorted(only_one) == [("192.0.2.1", 60), ("192.0.2.1", 120)]
