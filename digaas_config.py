@@ -52,6 +52,29 @@ LATENCY_FLUSH_SECONDS = 5.0
 ANALYSIS_MAX_CONCURRENT = 2
 ANALYSIS_TIMEOUT_SECONDS = 600.0
 
+# Most polls one worker process runs at once. Beyond it POST /requests
+# answers 503 with Retry-After and stores nothing.
+MAX_IN_FLIGHT = 20000
+
+# Networks digaas may send queries to, comma-separated (such as
+# "10.0.0.0/8, 2001:db8::/32"). Empty: any address. A request for a
+# nameserver outside them gets 403.
+NAMESERVER_ALLOW = ""
+
+# Most DNS queries per second that one worker process sends to one
+# nameserver. Queries over the cap wait for a free slot, and the wait is
+# added to the request's rate_limit_delay_seconds.
+MAX_QUERIES_PER_SECOND_PER_NAMESERVER = 10000.0
+
+# Results kept in memory per worker while the storage is unavailable, and
+# how often their writing is retried.
+MAX_PENDING_RESULTS = 100000
+RESULT_RETRY_SECONDS = 1.0
+
+# Bearer token that every endpoint but GET / requires when set. Empty: no
+# authentication.
+API_TOKEN = ""
+
 # Upper bound accepted for a poll request's "timeout".
 MAX_TIMEOUT_SECONDS = 3600.0
 

@@ -10,10 +10,12 @@ import urllib.parse
 import falcon
 
 import digaas
+from digaas import access
 from digaas import export
 from digaas import jsonbody
 from digaas import model
 from digaas import offload
+from digaas import openapi
 from digaas import plots
 from digaas import poll
 from digaas import selection
@@ -33,12 +35,21 @@ class RootResource:
 
 
 class RequestCollection:
-    def __init__(self, storage_backend, poller, config):
+    def __init__(self, storage_backend, poller, config, owner):
         self._storage = storage_backend
         self._poller = poller
         self._config = config
+        self._owner = owner
+        self._allowed_networks = access.parse_networks(config.NAMESERVER_ALLOW)
 
     def on_post(self, req, resp):
+        if len(self._poller) >= self._config.MAX_IN_FLIGHT:
+            raise falcon.HTTPServiceUnavailable(
+                title="Too many polls in flight",
+                description=f"this digaas worker already runs {len(self._poller)} polls,"
+                            f" its MAX_IN_FLIGHT; nothing was stored, retry later",
+                retry_after=1)
+
         body = jsonbody.read_json_body(req, self._config.MAX_BODY_BYTES)
 
         request = model.parse_poll_request(
@@ -46,6 +57,9 @@ class RequestCollection:
             max_timeout_seconds=self._config.MAX_TIMEOUT_SECONDS,
             min_frequency_seconds=self._config.MIN_FREQUENCY_SECONDS,
             now=time.time())
+        access.check_nameserver(request.nameserver, self._allowed_networks,
+                                self._config.NAMESERVER_ALLOW)
+        request.owner = self._owner
 
         self._storage.create(request)
         self._poller.start(request)
@@ -138,6 +152,11 @@ def _handle_invalid_field(req, resp, error, params):
     raise falcon.HTTPBadRequest(title="Invalid poll request", description=str(error))
 
 
+def _handle_nameserver_not_allowed(req, resp, error, params):
+    raise falcon.HTTPForbidden(title="Nameserver not allowed",
+                               description=f"{error}; nothing was stored")
+
+
 def _handle_storage_error(req, resp, error, params):
     LOG.error("%s %s: storage failed: %s", req.method, req.path, error)
     consequence = "nothing was stored, retry later" if req.method == "POST" else "retry later"
@@ -177,34 +196,52 @@ def _serialize_error(req, resp, error):
     resp.data = json.dumps(body).encode()
 
 
-def create_app(storage_backend, config, poller=None):
+def make_poller(storage_backend, config):
+    """Return a Poller over storage_backend with the settings in config."""
+    return poll.Poller(
+        storage_backend,
+        dns_query_timeout_seconds=config.DNS_QUERY_TIMEOUT_SECONDS,
+        latency_flush_seconds=config.LATENCY_FLUSH_SECONDS,
+        max_queries_per_second_per_nameserver=config.MAX_QUERIES_PER_SECOND_PER_NAMESERVER,
+        max_pending_results=config.MAX_PENDING_RESULTS,
+        result_retry_seconds=config.RESULT_RETRY_SECONDS)
+
+
+def create_app(storage_backend, config, poller=None, owner="local:1"):
     """Build the falcon app over a storage backend and the settings in config.
 
-    config needs MAX_BODY_BYTES, MAX_TIMEOUT_SECONDS, MIN_FREQUENCY_SECONDS and
-    DNS_QUERY_TIMEOUT_SECONDS. A Poller over the same storage is made unless
-    one is given.
+    config has the settings of digaas_config. A Poller over the same storage
+    is made unless one is given. owner names this worker in the requests it
+    accepts, so that its next start can resume them.
     """
     if poller is None:
-        poller = poll.Poller(storage_backend,
-                             dns_query_timeout_seconds=config.DNS_QUERY_TIMEOUT_SECONDS,
-                             latency_flush_seconds=config.LATENCY_FLUSH_SECONDS)
+        poller = make_poller(storage_backend, config)
 
     offloader = offload.Offloader(config, max_concurrent=config.ANALYSIS_MAX_CONCURRENT,
                                   timeout_seconds=config.ANALYSIS_TIMEOUT_SECONDS)
 
-    app = falcon.App()
+    middleware = []
+    if config.API_TOKEN:
+        middleware.append(access.BearerTokenMiddleware(config.API_TOKEN))
+
+    app = falcon.App(middleware=middleware)
     app.set_error_serializer(_serialize_error)
     app.add_route("/", RootResource(storage_backend))
-    app.add_route("/requests", RequestCollection(storage_backend, poller, config))
+    app.add_route("/requests", RequestCollection(storage_backend, poller, config, owner))
     app.add_route("/requests/{request_id}", RequestResource(storage_backend))
     app.add_route("/stats", StatsResource(offloader))
     app.add_route("/plots/{kind}.png", PlotResource(offloader))
+    app.add_route("/openapi.json", openapi.OpenApiResource(openapi.document(
+        digaas.__version__, max_timeout_seconds=config.MAX_TIMEOUT_SECONDS,
+        min_frequency_seconds=config.MIN_FREQUENCY_SECONDS,
+        max_body_bytes=config.MAX_BODY_BYTES)))
 
     # falcon picks the handler of the most specific class, so Exception only
     # catches what the others do not.
     app.add_error_handler(Exception, _handle_unexpected_error)
     app.add_error_handler(model.InvalidField, _handle_invalid_field)
     app.add_error_handler(storage.StorageError, _handle_storage_error)
+    app.add_error_handler(access.NameserverNotAllowed, _handle_nameserver_not_allowed)
     app.add_error_handler(offload.OffloadError, _handle_offload_error)
 
     return app

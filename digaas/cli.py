@@ -8,6 +8,7 @@ import sys
 import sysconfig
 
 import digaas_config
+from digaas import access
 from digaas import bindcmd
 from digaas import demo
 from digaas import report
@@ -57,6 +58,7 @@ def serve_command(args, environ):
     try:
         config = digaas_config.load(environ)
         check_listen(config.LISTEN)
+        access.parse_networks(config.NAMESERVER_ALLOW)
     except (digaas_config.ConfigError, ValueError) as error:
         raise SystemExit(f"digaas: {error}") from None
     if config.PROCESSES < 1:

@@ -24,9 +24,9 @@ STOP_TIMEOUT_SECONDS = 15.0
 class LocalService:
     """One digaas service started with `python -m digaas.cli serve` as a child process."""
 
-    def __init__(self, workdir, *, storage="sqlite", redis_url=None, settings=None):
+    def __init__(self, workdir, *, storage="sqlite", redis_url=None, settings=None, port=None):
         self.workdir = pathlib.Path(workdir)
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.sqlite_path = self.workdir / "digaas.sqlite3"
         self.log_path = self.workdir / "uwsgi.log"

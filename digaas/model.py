@@ -82,6 +82,13 @@ class PollRequest:
     last_serial: int | None = None
     error: str | None = None
 
+    # Seconds this request's queries waited for the per-nameserver query rate cap.
+    rate_limit_delay_seconds: float = 0.0
+
+    # The digaas worker that polls the request: host, listen address and
+    # uwsgi worker id. A worker that starts resumes its own ACCEPTED requests.
+    owner: str | None = None
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -99,7 +106,7 @@ FIELD_NAMES = tuple(field.name for field in dataclasses.fields(PollRequest))
 
 # Fields that change when a poll ends; the storages write only these then.
 RESULT_FIELDS = ("status", "duration", "completed_at", "last_miss_at", "queries",
-                 "last_rcode", "last_serial", "error")
+                 "last_rcode", "last_serial", "error", "rate_limit_delay_seconds", "owner")
 
 # Fields a client may send; the others are set by digaas.
 INPUT_FIELDS = ("nameserver", "port", "zone_name", "serial", "start_time",

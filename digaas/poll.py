@@ -4,11 +4,12 @@ Each accepted request gets one greenlet, owned by the Poller's group. The
 greenlet sends its first query at once, then at accepted_at + k * frequency,
 and stops at the first answer that meets the condition (COMPLETED) or at
 accepted_at + timeout (ERROR). It writes storage only when the request
-leaves ACCEPTED.
+leaves ACCEPTED, or when the poll is stopped with the process.
 """
 
 import collections
 import dataclasses
+import datetime
 import logging
 import math
 import time
@@ -20,6 +21,8 @@ from digaas import conditions
 from digaas import digdig
 from digaas import latency
 from digaas import model
+from digaas import ratelimit
+from digaas import results
 from digaas import storage
 
 LOG = logging.getLogger(__name__)
@@ -29,40 +32,95 @@ class Poller:
     """Owner of the polling greenlets of one process."""
 
     def __init__(self, storage_backend, *, dns_query_timeout_seconds,
-                 latency_flush_seconds=5.0):
+                 latency_flush_seconds=5.0, max_queries_per_second_per_nameserver=10000.0,
+                 max_pending_results=100000, result_retry_seconds=1.0):
         self._storage = storage_backend
         self._dns_query_timeout_seconds = dns_query_timeout_seconds
         self._latency_flush_seconds = latency_flush_seconds
         self._group = gevent.pool.Group()
+        self._in_flight = {}
         self._latency = latency.Recorder()
         self._flusher = None
+        self._rate_limiter = ratelimit.QueryRateLimiter(max_queries_per_second_per_nameserver)
+        self._results = results.ResultWriter(storage_backend, max_pending=max_pending_results,
+                                             retry_seconds=result_retry_seconds)
 
     def __len__(self):
         """Return the number of polls running in this process."""
         return len(self._group)
 
     def start(self, request):
-        """Start polling for an ACCEPTED request that is already stored."""
+        """Start polling for an ACCEPTED request that is already stored.
+
+        The schedule is anchored to request.accepted_at, so a request that
+        is resumed after a restart keeps its original slots and deadline.
+        """
         if self._flusher is None:
             self._flusher = gevent.spawn(self._flush_latency_forever)
             self._flusher.link_exception(self._log_flusher_crash)
 
         greenlet = gevent.Greenlet(self._run, request)
         greenlet.link_exception(lambda dead: self._log_crash(request, dead))
+        self._in_flight[request.id] = request
         self._group.start(greenlet)
         return greenlet
+
+    def resume(self, owner, *, adopt=lambda other_owner: False):
+        """Take over the ACCEPTED requests of owner (and of owners adopt() accepts).
+
+        Those whose deadline has passed become ERROR; the others are polled
+        again on their original schedule. Returns (resumed, expired) counts.
+        """
+        resumed = expired = 0
+        now = time.time()
+        for request in self._storage.iter_accepted():
+            if request.owner != owner and not adopt(request.owner):
+                continue
+
+            previous_owner, request.owner = request.owner, owner
+            if request.deadline <= now:
+                request.status = model.ERROR
+                request.error = (f"digaas was not running at the deadline"
+                                 f" ({format_time(request.deadline)}), so polling stopped"
+                                 f" after {request.queries} queries")
+                self._store(request)
+                expired += 1
+            else:
+                LOG.info("request %s: resuming the poll of %s", request.id, previous_owner)
+                self._storage.update_result(request)
+                self.start(request)
+                resumed += 1
+
+        if resumed or expired:
+            LOG.info("%s took over %d polls and marked %d past their deadline ERROR",
+                     owner, resumed, expired)
+        return resumed, expired
 
     def join(self, timeout_seconds=None):
         """Wait until every running poll has finished; return True if all did."""
         return self._group.join(timeout=timeout_seconds)
 
     def kill(self, timeout_seconds=None):
-        """Stop every poll and the latency flusher, then write pending latencies."""
+        """Stop every poll and the background greenlets, then write what is pending.
+
+        Requests whose poll was stopped stay ACCEPTED, with the queries so
+        far written, so that the next start of their owner resumes them.
+        """
         self._group.kill(timeout=timeout_seconds)
         if self._flusher is not None:
             self._flusher.kill(timeout=timeout_seconds)
             self._flusher = None
+        self._results.stop()
+
+        for request in list(self._in_flight.values()):
+            self._store(request)
+        self._in_flight.clear()
+        self._results.flush()
         self.flush_latency()
+
+    def pending_results(self):
+        """Return the number of results waiting for the storage to come back."""
+        return len(self._results)
 
     def flush_latency(self):
         """Add the round-trip times measured since the last flush to storage."""
@@ -94,6 +152,9 @@ class Poller:
             request.status = model.ERROR
             request.error = f"internal error while polling: {error!r}"
             self._store(request)
+        finally:
+            if request.status != model.ACCEPTED:
+                self._in_flight.pop(request.id, None)
 
     def _poll(self, request):
         # The schedule runs on the monotonic clock so that a wall-clock step
@@ -113,6 +174,11 @@ class Poller:
             if planned >= deadline:
                 break
             gevent.sleep(max(0.0, planned - time.monotonic()))
+
+            wait_seconds = self._rate_limiter.reserve(request.nameserver, time.monotonic())
+            if wait_seconds > 0:
+                request.rate_limit_delay_seconds += wait_seconds
+                gevent.sleep(wait_seconds)
 
             remaining_seconds = deadline - time.monotonic()
             if remaining_seconds <= 0:
@@ -173,13 +239,7 @@ class Poller:
             request.last_miss_at = answer.received_at
 
     def _store(self, request):
-        try:
-            self._storage.update_result(request)
-        except Exception:
-            # TODO: keep results that could not be written and retry them when
-            # the storage is back. Until then the log line below is the only copy.
-            LOG.exception("request %s: storing the %s result failed; result was %r",
-                          request.id, request.status, request.to_dict())
+        self._results.write(request)
 
     @staticmethod
     def _log_crash(request, greenlet):
@@ -195,6 +255,12 @@ class Tally:
     rcodes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     not_authoritative: int = 0
     ignored_replies: int = 0
+
+
+def format_time(unix_seconds):
+    """Return unix seconds as an ISO 8601 UTC time, for messages."""
+    return datetime.datetime.fromtimestamp(unix_seconds, datetime.timezone.utc).isoformat(
+        timespec="milliseconds")
 
 
 def describe_timeout(request, tally):

@@ -27,6 +27,10 @@ class RequestQuery:
     limit: int | None = None
 
 
+class RequestNotFound(StorageError):
+    """A result was written for a request that the storage does not have."""
+
+
 class Storage(abc.ABC):
     """Backend that keeps poll requests, their results and query latencies."""
 
@@ -44,7 +48,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def update_result(self, request):
-        """Write the status and result fields of a stored request."""
+        """Write the status and result fields of a stored request.
+
+        Raises RequestNotFound when the request is not stored (a Redis that
+        restarted without persistence, a database file replaced).
+        """
+
+    @abc.abstractmethod
+    def iter_accepted(self):
+        """Yield every request still ACCEPTED, in no particular order."""
 
     @abc.abstractmethod
     def iter_requests(self, query):

@@ -10,13 +10,21 @@ from digaas import latency
 from digaas import model
 from digaas import storage
 
-# Set the given fields of a hash only if the hash exists, in one step, so a
-# result never recreates a request that was deleted.
+# Set the given fields of a request's hash only if the hash exists, in one
+# step, so a result never recreates a request that was deleted, and keep
+# the set of ACCEPTED ids in step. KEYS: the hash and the set. ARGV: the
+# status, the id, then field and value pairs.
 _UPDATE_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    return redis.call('HSET', KEYS[1], unpack(ARGV))
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return -1
 end
-return -1
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[1] == 'ACCEPTED' then
+    redis.call('SADD', KEYS[2], ARGV[2])
+else
+    redis.call('SREM', KEYS[2], ARGV[2])
+end
+return 1
 """
 
 # Add one histogram to the stored one: HINCRBY each bin and the timeouts,
@@ -74,6 +82,9 @@ class RedisStorage(storage.Storage):
     def _start_time_key(self):
         return f"{self._key_prefix}:requests:by_start_time"
 
+    def _accepted_key(self):
+        return f"{self._key_prefix}:requests:accepted"
+
     def check(self):
         self._run(self._redis.ping, "check")
 
@@ -82,6 +93,8 @@ class RedisStorage(storage.Storage):
         pipeline = self._redis.pipeline(transaction=True)
         pipeline.hset(self._request_key(request.id), mapping=fields)
         pipeline.zadd(self._start_time_key(), {request.id: request.start_time})
+        if request.status == model.ACCEPTED:
+            pipeline.sadd(self._accepted_key(), request.id)
         self._run(pipeline.execute, "store request")
 
     def get(self, request_id):
@@ -94,12 +107,22 @@ class RedisStorage(storage.Storage):
 
     def update_result(self, request):
         values = request.to_dict()
-        arguments = []
+        arguments = [request.status, request.id]
         for name in model.RESULT_FIELDS:
             arguments += [name, json.dumps(values[name])]
-        self._run(lambda: self._update_if_exists(keys=[self._request_key(request.id)],
-                                                 args=arguments),
-                  "store result")
+        keys = [self._request_key(request.id), self._accepted_key()]
+        written = self._run(lambda: self._update_if_exists(keys=keys, args=arguments),
+                            "store result")
+        if written == -1:
+            raise storage.RequestNotFound(f"redis {self.url}: request {request.id} not found")
+
+    def iter_accepted(self):
+        ids = self._run(lambda: self._redis.smembers(self._accepted_key()),
+                        "read accepted requests")
+        for request_id in ids:
+            request = self.get(request_id.decode())
+            if request is not None and request.status == model.ACCEPTED:
+                yield request
 
     def iter_requests(self, query):
         for row in self.iter_columns(query, model.FIELD_NAMES):

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS requests (
     queries INTEGER NOT NULL,
     last_rcode TEXT,
     last_serial INTEGER,
-    error TEXT
+    error TEXT,
+    rate_limit_delay_seconds REAL NOT NULL DEFAULT 0.0,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_start_time ON requests (start_time, id);
 CREATE INDEX IF NOT EXISTS requests_status ON requests (status);
@@ -54,6 +56,13 @@ CREATE TABLE IF NOT EXISTS latency_bins (
 );
 """
 
+# Columns added after the first release, with their declarations, so that a
+# database file from an older digaas gains them when it is opened.
+_ADDED_COLUMNS = {
+    "rate_limit_delay_seconds": "REAL NOT NULL DEFAULT 0.0",
+    "owner": "TEXT",
+}
+
 # Rows fetched from sqlite at a time while streaming a selection.
 FETCH_ROWS = 1000
 
@@ -69,9 +78,16 @@ class SqliteStorage(storage.Storage):
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.executescript(_SCHEMA)
+            self._add_missing_columns()
         except sqlite3.Error as error:
             raise storage.StorageError(
                 f"cannot open sqlite database {path!r}: {error}") from error
+
+    def _add_missing_columns(self):
+        present = {row[1] for row in self._connection.execute("PRAGMA table_info(requests)")}
+        for column, declaration in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._connection.execute(f"ALTER TABLE requests ADD COLUMN {column} {declaration}")
 
     def check(self):
         self._execute("SELECT COUNT(*) FROM requests WHERE id = ''", (), "check")
@@ -95,9 +111,18 @@ class SqliteStorage(storage.Storage):
     def update_result(self, request):
         values = request.to_dict()
         assignments = ", ".join(f"{name} = ?" for name in model.RESULT_FIELDS)
-        self._execute(f"UPDATE requests SET {assignments} WHERE id = ?",
-                      [values[name] for name in model.RESULT_FIELDS] + [request.id],
-                      "store result")
+        cursor = self._execute(f"UPDATE requests SET {assignments} WHERE id = ?",
+                               [values[name] for name in model.RESULT_FIELDS] + [request.id],
+                               "store result")
+        if cursor.rowcount == 0:
+            raise storage.RequestNotFound(f"sqlite {self.path!r}: request {request.id} not found")
+
+    def iter_accepted(self):
+        columns = ", ".join(model.FIELD_NAMES)
+        cursor = self._execute(f"SELECT {columns} FROM requests WHERE status = ?",
+                               (model.ACCEPTED,), "read accepted requests")
+        for row in cursor.fetchall():
+            yield model.PollRequest.from_dict(dict(zip(model.FIELD_NAMES, row)))
 
     def iter_requests(self, query):
         for row in self.iter_columns(query, model.FIELD_NAMES):

@@ -226,3 +226,71 @@ def test_wrong_method_is_described(client):
     assert result.status_code == 405
     assert "DELETE is not allowed on /requests" in result.json["description"]
     assert "GET" in result.json["description"]
+
+
+def make_client(backend, **settings):
+    config = types.SimpleNamespace(**{**digaas_config.defaults(), **settings})
+    poller = poll.Poller(backend, dns_query_timeout_seconds=0.1)
+    return falcon.testing.TestClient(app.create_app(backend, config, poller)), poller
+
+
+@pytest.mark.parametrize("nameserver, allowed", [
+    ("127.0.0.1", True),
+    ("::1", True),
+    ("127.9.9.9", True),
+    ("192.0.2.1", False),
+    ("2001:db8::1", False),
+])
+def test_nameserver_allow_list(backend, nameserver, allowed):
+    client, poller = make_client(backend, NAMESERVER_ALLOW="127.0.0.0/8, ::1/128")
+
+    result = client.simulate_post("/requests", json={**VALID, "nameserver": nameserver})
+    poller.kill(timeout_seconds=5)
+
+    if allowed:
+        assert result.status_code == 202
+    else:
+        assert result.status_code == 403
+        assert nameserver in result.json["description"]
+        assert "NAMESERVER_ALLOW" in result.json["description"]
+        assert count_rows(backend) == 0
+
+
+def test_bad_allow_list_names_entry(backend):
+    with pytest.raises(ValueError) as raised:
+        make_client(backend, NAMESERVER_ALLOW="127.0.0.0/8, localhost")
+
+    assert "'localhost'" in str(raised.value)
+
+
+@pytest.mark.parametrize("header, status", [
+    (None, 401),
+    ("Bearer wrong-token", 401),
+    ("Basic c2VjcmV0", 401),
+    ("Bearer s3cret-token", 202),
+    ("bearer s3cret-token", 202),
+])
+def test_api_token_on_post(backend, header, status):
+    client, poller = make_client(backend, API_TOKEN="s3cret-token")
+    headers = {} if header is None else {"Authorization": header}
+
+    result = client.simulate_post("/requests", json=VALID, headers=headers)
+    poller.kill(timeout_seconds=5)
+
+    assert result.status_code == status
+    if status == 401:
+        assert result.headers["WWW-Authenticate"] == "Bearer"
+        assert "Authorization: Bearer" in result.json["description"]
+        assert "s3cret" not in result.text
+
+
+def test_api_token_spares_root_only(backend):
+    client, poller = make_client(backend, API_TOKEN="s3cret-token")
+
+    root = client.simulate_get("/")
+    listing = client.simulate_get("/requests")
+    stats = client.simulate_get("/stats", query_string="start=0&end=1")
+
+    assert root.status_code == 200
+    assert listing.status_code == 401
+    assert stats.status_code == 401

@@ -87,3 +87,10 @@ def test_bind_command_serves_zones():
     assert "127.0.0.1 and ::1" in first_line
     assert serial == 42
     assert status == 0
+
+
+def test_serve_rejects_bad_allow_list():
+    with pytest.raises(SystemExit) as raised:
+        cli.serve_command(serve_args(), {"DIGAAS_NAMESERVER_ALLOW": "10.0.0.0/8,nowhere"})
+
+    assert "'nowhere'" in str(raised.value)

@@ -223,3 +223,37 @@ def test_latency_window_and_nameserver(backend):
 
     assert sorted(window) == [("192.0.2.1", 120), ("192.0.2.2", 120)]
     assert sorted(only_one) == [("192.0.2.1", 60), ("192.0.2.1", 120)]
+
+
+def test_iter_accepted_follows_status(backend):
+    first = make_request(id="accepted-1")
+    second = make_request(id="accepted-2")
+    backend.create(first)
+    backend.create(second)
+
+    second.status = model.COMPLETED
+    backend.update_result(second)
+
+    assert [request.id for request in backend.iter_accepted()] == ["accepted-1"]
+
+
+def test_sqlite_adds_missing_columns(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "old.sqlite3")
+    old = storage_sqlite.SqliteStorage(path, busy_timeout_seconds=1)
+    old.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("ALTER TABLE requests DROP COLUMN owner")
+
+    reopened = storage_sqlite.SqliteStorage(path, busy_timeout_seconds=1)
+    reopened.create(make_request(owner="host:1"))
+
+    assert reopened.get(make_request().id).owner == "host:1"
+
+
+def test_update_unknown_request_raises(backend):
+    with pytest.raises(storage.RequestNotFound) as raised:
+        backend.update_result(make_request(id="never-stored"))
+
+    assert "never-stored" in str(raised.value)
