@@ -27,6 +27,10 @@ EDNS_PAYLOAD_BYTES = 1232
 
 MAX_UDP_MESSAGE_BYTES = 65535
 
+# Receive buffer asked for each UDP query socket. The kernel allocates it only
+# as datagrams arrive.
+UDP_RECEIVE_BUFFER_BYTES = 1 << 20
+
 
 @dataclasses.dataclass
 class Answer:
@@ -113,6 +117,9 @@ def query(nameserver, port, qname, rdatatype, timeout_seconds, protocol=UDP):
 def _query_udp(message, nameserver, port, deadline, answer):
     family = socket.AF_INET6 if ":" in nameserver else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        # Room for a flood of stray replies that arrives before the real one.
+        # Linux caps this at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
         sock.connect((nameserver, port))
         sock.send(message.to_wire())
 

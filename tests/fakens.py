@@ -1,7 +1,8 @@
 """A scriptable fake nameserver on loopback for faults a real BIND9 will not produce.
 
 A test decides what goes back for each query: wrong ids, garbage, delays,
-silence, truncation, or a TCP stream cut in the middle of a message.
+silence, truncation, UDP replies from another address, or a TCP stream cut in
+the middle of a message.
 
     with FakeNameserver() as server:
         server.handler = lambda query, protocol: [0.5, response(query, rcode=dns.rcode.SERVFAIL)]
@@ -47,6 +48,31 @@ class RawTCP(bytes):
     RawTCP(b"") closes the connection without sending anything. Over UDP, a
     RawTCP item is sent as a plain datagram.
     """
+
+
+class FromAddress:
+    """A UDP reply item sent from another loopback address than the server's.
+
+    The datagram leaves a socket bound to (host, port), where port defaults to
+    the server's own port and 0 lets the kernel pick one. A client whose UDP
+    socket is connected to the server's address never receives it. item is
+    bytes or a dns.message.Message. Over TCP, a FromAddress item raises
+    TypeError, because a TCP connection cannot change its source address.
+    """
+
+    def __init__(self, host, item, port=None):
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"FromAddress host {host!r} is not a loopback address. "
+                             "Use one in 127.0.0.0/8, such as 127.0.0.2.")
+        if not isinstance(item, (bytes, dns.message.Message)):
+            raise TypeError(f"FromAddress item {item!r} is a {type(item).__name__}, but "
+                            "expected bytes or dns.message.Message")
+        self.host = host
+        self.item = item
+        self.port = port
+
+    def __repr__(self):
+        return f"FromAddress({self.host!r}, {self.item!r}, port={self.port!r})"
 
 
 class FakeNameserver:
@@ -137,10 +163,11 @@ class FakeNameserver:
         """Return the items to send back for one query, in order.
 
         Each item is bytes (sent as is), a dns.message.Message (sent as wire),
-        a RawTCP, or a number of seconds to sleep before the next item. An
-        empty list means silence. The default reply is authoritative NOERROR:
-        the SOA of the queried name in the answer section for a SOA query,
-        and in the authority section (NODATA) for any other type.
+        a RawTCP, a FromAddress (UDP only), or a number of seconds to sleep
+        before the next item. An empty list means silence. The default reply
+        is authoritative NOERROR: the SOA of the queried name in the answer
+        section for a SOA query, and in the authority section (NODATA) for
+        any other type.
         """
         if not query.question:
             return [response(query, rcode=dns.rcode.FORMERR, aa=False)]
@@ -240,8 +267,22 @@ class FakeNameserver:
             if _is_delay(item):
                 if self._stopping.wait(item):
                     return
+            elif isinstance(item, FromAddress):
+                self._send_udp_from(item, client)
             else:
                 self._udp_socket.sendto(_to_wire(item), client)
+
+    def _send_udp_from(self, item, client):
+        family = socket.AF_INET6 if ":" in item.host else socket.AF_INET
+        if family != self._family:
+            raise ValueError(f"FromAddress host {item.host!r} is not of the address family of"
+                             f" the server on {self.host!r}, so it cannot reach client {client}")
+        port = self.port if item.port is None else item.port
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            # SO_REUSEADDR lets workers that reply at the same time bind the same address and port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((item.host, port))
+            sock.sendto(_to_wire(item.item), client)
 
     def _serve_tcp_connection(self, connection):
         try:
@@ -279,6 +320,8 @@ class FakeNameserver:
             if _is_delay(item):
                 if self._stopping.wait(item):
                     return True
+            elif isinstance(item, FromAddress):
+                raise TypeError(f"{item!r} in a TCP reply: FromAddress items are for UDP replies only")
             elif isinstance(item, RawTCP):
                 connection.sendall(item)
                 framing_broken = True
@@ -301,7 +344,7 @@ class FakeNameserver:
     def _reply_items(self, query, protocol):
         handler = self.handler if self.handler is not None else self.handle
         items = handler(query, protocol)
-        if isinstance(items, (bytes, dns.message.Message)) or _is_delay(items):
+        if isinstance(items, (bytes, dns.message.Message, FromAddress)) or _is_delay(items):
             raise TypeError(f"handler returned a single {type(items).__name__}. "
                             "Return a list of items, such as [response(query)].")
         return items
@@ -317,7 +360,7 @@ def _to_wire(item):
     if isinstance(item, bytes):
         return bytes(item)
     raise TypeError(f"reply item {item!r} is a {type(item).__name__}, but "
-                    "expected bytes, RawTCP, dns.message.Message or a delay in seconds")
+                    "expected bytes, RawTCP, dns.message.Message, FromAddress or a delay in seconds")
 
 
 def _receive_exactly(connection, byte_count):
