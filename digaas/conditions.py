@@ -37,6 +37,9 @@ class Verdict:
     # False when a NOERROR or NXDOMAIN response came without the AA flag.
     authoritative: bool = True
 
+    # True when the response's header was valid but its records did not parse.
+    malformed: bool = False
+
 
 def query_for(request):
     """Return the (qname, rdatatype) that a request's condition is read from."""
@@ -47,11 +50,11 @@ def query_for(request):
 
 def evaluate(request, answer):
     """Return the Verdict of one digdig.Answer for the request's condition."""
-    response = answer.response
-    if response is None:
+    wire = answer.wire
+    if wire is None:
         return Verdict(met=False)
 
-    rcode = response.rcode()
+    rcode = wire[3] & 0x0F
     if rcode in NOT_SERVED_RCODES:
         return Verdict(met=request.condition in REMOVAL_CONDITIONS)
 
@@ -65,9 +68,15 @@ def evaluate(request, answer):
         return Verdict(met=request.condition in REMOVAL_CONDITIONS)
 
     if request.condition in model.ZONE_CONDITIONS:
-        serial = digdig.find_soa_serial(response, request.zone_name)
+        try:
+            serial = digdig.soa_serial_from_wire(wire, request.zone_name)
+        except digdig.MalformedResponse:
+            return Verdict(met=False, malformed=True)
         return Verdict(met=_zone_condition_met(request, serial), serial=serial)
 
+    response = answer.response
+    if response is None:
+        return Verdict(met=False, malformed=True)
     rrset = digdig.find_rrset(response, request.record_name,
                               dns.rdatatype.from_text(request.rdatatype))
     return Verdict(met=_record_condition_met(request, rrset))

@@ -127,12 +127,21 @@ class InvalidField(ValueError):
         super().__init__(f"invalid {field} {_as_json(value)}: {allowed}")
 
 
+# Longest spelling of a client's value quoted in an error message.
+MAX_QUOTED_VALUE_CHARACTERS = 200
+
+
 def _as_json(value):
-    """Spell a client's value as JSON (true, null, "text"), as the client sent it."""
+    """Spell a client's value as JSON (true, null, "text"), as the client sent it, shortened."""
     try:
-        return json.dumps(value)
+        text = json.dumps(value)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
     except (TypeError, ValueError):
-        return repr(value)
+        text = repr(value)
+    if len(text) > MAX_QUOTED_VALUE_CHARACTERS:
+        text = text[:MAX_QUOTED_VALUE_CHARACTERS] + "..."
+    return text
 
 
 class MissingField(InvalidField):

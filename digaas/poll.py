@@ -161,7 +161,7 @@ class Poller:
         # cannot shift it; accepted_at anchors it to when the request arrived.
         origin = time.monotonic() - (time.time() - request.accepted_at)
         deadline = origin + request.timeout
-        qname, rdatatype = conditions.query_for(request)
+        prepared = digdig.Query(*conditions.query_for(request))
         tally = Tally()
 
         LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
@@ -184,8 +184,8 @@ class Poller:
             if remaining_seconds <= 0:
                 break
 
-            answer = digdig.query(
-                request.nameserver, request.port, qname, rdatatype,
+            answer = digdig.send(
+                prepared, request.nameserver, request.port,
                 min(self._dns_query_timeout_seconds, remaining_seconds),
                 protocol=request.protocol)
             verdict = conditions.evaluate(request, answer)
@@ -216,11 +216,13 @@ class Poller:
     def _record(self, request, answer, verdict, tally):
         request.queries += 1
         tally.ignored_replies += answer.ignored_replies
-        if answer.response is not None or answer.failure == "timeout":
+        if answer.wire is not None or answer.failure == "timeout":
             self._latency.record(request.nameserver, answer.received_at - answer.rtt_seconds,
-                                 answer.rtt_seconds, timed_out=answer.response is None)
+                                 answer.rtt_seconds, timed_out=answer.wire is None)
 
-        if answer.response is None:
+        if verdict.malformed:
+            answer.failure = "bad response: records do not parse"
+        if answer.wire is None or verdict.malformed:
             tally.failures[answer.failure] += 1
             if tally.failures[answer.failure] == 1:
                 LOG.warning("request %s: query %d to %s port %s failed: %s"

@@ -1,0 +1,212 @@
+"""Shared UDP sockets that carry the DNS queries of every poll of a process.
+
+A socket per query costs a socket(), connect() and close() each time, about
+ten times the cost of the send and receive themselves. Instead each
+(nameserver, port) gets a connected, non-blocking UDP socket, watched by the
+gevent loop. A query picks a free 16-bit id on the socket, sends, and its
+greenlet waits; the loop's read callback hands each reply to the query with
+that id whose question it echoes. The connected socket makes the kernel drop
+datagrams from any other source address or port.
+
+Replies that match no waiting query are stray: with an id that timed out a
+moment ago they are late answers and are dropped; others (another id,
+another question, unparsable data) are counted in the ignored replies of
+every query then waiting on the socket.
+"""
+
+import _socket
+import collections
+import errno
+import logging
+import random
+import socket
+import time
+
+from gevent import get_hub
+from gevent.hub import Waiter
+
+LOG = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 65535
+
+# Receive buffer asked for each socket. The kernel allocates it only as
+# datagrams arrive, and caps it at net.core.rmem_max.
+RECEIVE_BUFFER_BYTES = 4 << 20
+
+# Ids of recent timeouts remembered per socket, so that their late answers
+# are not counted as stray replies.
+LATE_IDS_REMEMBERED = 4096
+
+# A socket takes at most this many queries at once; more open another socket,
+# so that ids stay easy to find among the 65536.
+MAX_PENDING_PER_SOCKET = 16384
+
+_TIMED_OUT = object()
+
+
+class Reply:
+    """What a query's wait ended with: a matching reply, or an error."""
+
+    __slots__ = ("wire", "received_at", "failure", "ignored_replies")
+
+    def __init__(self, wire=None, received_at=0.0, failure=None):
+        self.wire = wire
+        self.received_at = received_at
+        self.failure = failure
+        self.ignored_replies = 0
+
+
+class _Pending:
+    __slots__ = ("question", "waiter", "ignored_replies")
+
+    def __init__(self, question, waiter):
+        self.question = question
+        self.waiter = waiter
+        self.ignored_replies = 0
+
+
+class _Channel:
+    """One connected UDP socket to one nameserver and port."""
+
+    def __init__(self, loop, nameserver, port):
+        family = socket.AF_INET6 if ":" in nameserver else socket.AF_INET
+        # The unpatched socket type: the gevent loop watches it directly.
+        self.sock = _socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        self.sock.setblocking(False)
+        self.sock.connect((nameserver, port))
+        self.pending = {}
+        self.late_ids = collections.OrderedDict()
+        self.stray_replies = 0
+        self._watcher = loop.io(self.sock.fileno(), 1)
+        self._watcher.start(self._on_readable)
+
+    def close(self):
+        self._watcher.stop()
+        self._watcher.close()
+        self.sock.close()
+
+    def free_id(self):
+        while True:
+            query_id = random.getrandbits(16)
+            if query_id not in self.pending and query_id not in self.late_ids:
+                return query_id
+
+    def forget_late(self, query_id):
+        self.late_ids[query_id] = None
+        if len(self.late_ids) > LATE_IDS_REMEMBERED:
+            self.late_ids.popitem(last=False)
+
+    def _on_readable(self):
+        # Runs in the hub: read every datagram that is there, then return.
+        while True:
+            try:
+                wire = self.sock.recv(MAX_MESSAGE_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                # An ICMP error (port unreachable, ...) reported on the
+                # connected socket; it cannot be tied to one query, so every
+                # query waiting on the socket fails with it.
+                self._fail_all(f"network error: {error.strerror or error}")
+                return
+            self._dispatch(wire, time.time())
+
+    def _dispatch(self, wire, received_at):
+        if len(wire) >= 12 and wire[2] & 0x80:
+            query_id = (wire[0] << 8) | wire[1]
+            pending = self.pending.get(query_id)
+            if pending is not None and _echoes_question(wire, pending.question):
+                del self.pending[query_id]
+                reply = Reply(wire, received_at)
+                reply.ignored_replies = pending.ignored_replies
+                pending.waiter.switch(reply)
+                return
+            if pending is None and query_id in self.late_ids:
+                return
+
+        self.stray_replies += 1
+        for pending in self.pending.values():
+            pending.ignored_replies += 1
+
+    def _fail_all(self, failure):
+        pending, self.pending = self.pending, {}
+        for entry in pending.values():
+            reply = Reply(failure=failure)
+            reply.ignored_replies = entry.ignored_replies
+            entry.waiter.switch(reply)
+
+
+def _echoes_question(wire, question):
+    """Whether a reply carries the query's question (names compare without case).
+
+    A reply of rcode FORMERR, SERVFAIL, NOTIMP or REFUSED may leave the
+    question out, as dnspython also accepts.
+    """
+    question_count = (wire[4] << 8) | wire[5]
+    if question_count == 0:
+        return (wire[3] & 0x0F) in (1, 2, 4, 5)
+    end = 12 + len(question)
+    return question_count == 1 and wire[12:end].lower() == question
+
+
+class UdpTransport:
+    """The shared UDP sockets of one process, one per (nameserver, port) at a time."""
+
+    def __init__(self):
+        self._channels = {}
+
+    def query(self, query_wire, question, nameserver, port, timeout_seconds):
+        """Send query_wire (its id is replaced) and wait for the matching reply.
+
+        question is the query's question section, lower-cased. Returns a
+        Reply whose wire is None when the query timed out or failed.
+        """
+        channel = self._channel(nameserver, port)
+        query_id = channel.free_id()
+        waiter = Waiter()
+        channel.pending[query_id] = pending = _Pending(question, waiter)
+
+        loop = get_hub().loop
+        timer = loop.timer(timeout_seconds)
+        try:
+            try:
+                channel.sock.send(query_id.to_bytes(2, "big") + query_wire[2:])
+            except OSError as error:
+                return Reply(failure=f"network error: {_describe(error)}")
+
+            # update: the loop's idea of now may be stale after a long callback.
+            timer.start(waiter.switch, _TIMED_OUT, update=True)
+            reply = waiter.get()
+            if reply is _TIMED_OUT:
+                reply = Reply(failure="timeout")
+                reply.ignored_replies = pending.ignored_replies
+                channel.forget_late(query_id)
+            return reply
+        finally:
+            timer.close()
+            channel.pending.pop(query_id, None)
+
+    def close(self):
+        for channels in self._channels.values():
+            for channel in channels:
+                channel.close()
+        self._channels.clear()
+
+    def _channel(self, nameserver, port):
+        channels = self._channels.get((nameserver, port))
+        if channels is None:
+            channels = self._channels[(nameserver, port)] = []
+        for channel in channels:
+            if len(channel.pending) < MAX_PENDING_PER_SOCKET:
+                return channel
+        channel = _Channel(get_hub().loop, nameserver, port)
+        channels.append(channel)
+        LOG.debug("opened UDP socket %d to %s port %s", len(channels), nameserver, port)
+        return channel
+
+
+def _describe(error):
+    if error.errno == errno.EAGAIN:
+        return "send buffer full"
+    return error.strerror or str(error)
