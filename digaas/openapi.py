@@ -22,8 +22,8 @@ MAX_OFFSET = 2**62
 # Unix seconds of a start_time in the examples: 2014-12-11T22:21:10Z.
 EXAMPLE_START_TIME = 1418336470
 
-# The example nameserver is on loopback, as in the README, because tools that
-# replay examples (schemathesis, Swagger UI) would send its queries there.
+# The example nameserver is on loopback, as in the README, so that a tool that
+# sends the examples (schemathesis, Swagger UI) makes digaas query only its own host.
 EXAMPLE_NAMESERVER = "127.0.0.1"
 EXAMPLE_PORT = 5300
 
@@ -51,7 +51,7 @@ def document(version, *, max_timeout_seconds, min_frequency_seconds, max_body_by
             "description": (
                 "Dig as a Service: measures how long a DNS change takes to reach a"
                 " nameserver. POST /requests starts a poll in the background and"
-                " answers 202 at once; GET /requests/{request_id} reads its result."
+                " returns 202 at once, and GET /requests/{request_id} reads its result."
                 " Every error is a JSON object with title and description."),
         },
         "security": [{SECURITY_SCHEME: []}],
@@ -97,7 +97,7 @@ def _security_scheme():
         "description": (
             "Only checked when the server's API_TOKEN setting is set, which it is not"
             " by default. Then every operation except GET / needs"
-            " 'Authorization: Bearer <API_TOKEN>' and answers 401 with a"
+            " 'Authorization: Bearer <API_TOKEN>' and returns 401 with a"
             " 'WWW-Authenticate: Bearer' header without it."),
     }
 
@@ -123,7 +123,7 @@ def _root_operation():
         "security": [],
         "responses": {
             "200": {
-                "description": "The service answers and its storage responds.",
+                "description": "The service and its storage are up.",
                 "content": _json_content({
                     "type": "object",
                     "required": ["service", "version"],
@@ -160,7 +160,7 @@ def _create_operation(limits):
         "description": (
             "The body is parsed as JSON whatever its Content-Type says. It must have a"
             f" Content-Length and at most {limits['max_body_bytes']} bytes. Nothing is"
-            " stored unless the answer is 202."),
+            " stored unless the status is 202."),
         "requestBody": {
             "required": True,
             "content": _json_content({"$ref": "#/components/schemas/PollRequestInput"}, {
@@ -235,7 +235,7 @@ def _read_operation():
             "name": "request_id",
             "in": "path",
             "required": True,
-            "description": "The id from the 202 answer, a UUID4.",
+            "description": "The id from the 202 response, a UUID4.",
             "schema": {"type": "string"},
         }],
         "responses": {
@@ -294,7 +294,10 @@ def _plot_operation():
 
 
 def _unix_seconds_parameter(name, required):
-    meaning = "Start of the window, inclusive" if name == "start" else "End of the window, exclusive"
+    if name == "start":
+        meaning = "Start of the window, inclusive"
+    else:
+        meaning = "End of the window, exclusive"
     return {
         "name": name,
         "in": "query",
@@ -331,19 +334,21 @@ def _query_parameters():
         "Format": {
             "name": "format",
             "in": "query",
-            "description": "Format of the answer.",
+            "description": "Format of the response body.",
             "schema": {"type": "string", "enum": list(selection.FORMATS), "default": "json"},
         },
         "Limit": {
             "name": "limit",
             "in": "query",
-            "description": "Most requests in the answer; without it, every selected request.",
+            "description": ("Maximum number of requests in the response; without it,"
+                            " every selected request."),
             "schema": {"type": "integer", "minimum": 1, "maximum": selection.MAX_PAGE_SIZE},
         },
         "Offset": {
             "name": "offset",
             "in": "query",
-            "description": "Selected requests to skip before the first one in the answer.",
+            "description": ("Number of selected requests to skip before the first one"
+                            " in the response."),
             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
         },
     }
@@ -373,6 +378,7 @@ def _error_response(description, headers=None):
 def _retry_after_header():
     return {"Retry-After": {
         "description": "Seconds to wait before retrying.",
+        "required": True,
         "schema": {"type": "integer", "minimum": 0},
     }}
 
@@ -519,11 +525,12 @@ def _record_schema():
             "status": {"type": "string", "enum": list(model.STATUSES)},
             "accepted_at": unix_seconds,
             "duration": _nullable("number", description=(
-                "Seconds from start_time to the first answer that met the condition;"
+                "Seconds from start_time to the first response that met the condition;"
                 " null unless COMPLETED.")),
-            "completed_at": _nullable("number", description="Unix seconds of that answer."),
+            "completed_at": _nullable("number", description=(
+                "Unix seconds when the response that met the condition arrived.")),
             "last_miss_at": _nullable("number", description=(
-                "Unix seconds of the last answer that did not meet the condition.")),
+                "Unix seconds when the last response that did not meet the condition arrived.")),
             "queries": {"type": "integer", "minimum": 0, "description": "Queries sent."},
             "last_rcode": _nullable("string", description="Rcode of the last response."),
             "last_serial": _nullable("integer", minimum=0, maximum=model.MAX_SERIAL,
@@ -601,8 +608,8 @@ def _group_summary_schema():
 def _duration_summary_schema():
     keys = [key for key in stats.DURATION_KEYS if key != "count"]
     properties = {"count": _count()}
-    # A duration is negative when start_time lies after the answer, so only
-    # count has a minimum.
+    # A duration is negative when start_time is later than the response that
+    # met the condition, so only count has a minimum.
     properties.update({key: _nullable("number") for key in keys})
     return {
         "type": "object",

@@ -135,8 +135,17 @@ def _is_closed_window(window):
     return not _is_open(window_start) and not _is_open(window_end) and window_end > window_start
 
 
+# Unix seconds of 0001-01-01 and 9999-12-31 23:59:59 UTC, the range that
+# datetime and matplotlib's date axis can show.
+FIRST_SHOWN_SECONDS = -62135596800
+LAST_SHOWN_SECONDS = 253402300799
+
+
 def _utc_text(unix_seconds, date_format):
-    moment = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.timezone.utc)
+    try:
+        moment = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return f"{unix_seconds:g} s"
     return moment.strftime(date_format)
 
 
@@ -180,7 +189,9 @@ def _set_time_axis(axes, window, label):
     axes.set_xlabel(label)
 
     if _is_closed_window(window):
-        axes.set_xlim(_date_numbers(window[0]), _date_numbers(window[1]))
+        start, end = (min(max(edge, FIRST_SHOWN_SECONDS), LAST_SHOWN_SECONDS)
+                      for edge in window)
+        axes.set_xlim(_date_numbers(start), _date_numbers(end))
 
 
 def _draw_no_data(figure, title, details=""):

@@ -10,8 +10,16 @@ MAX_PAGE_SIZE = 100000
 FORMATS = ("json", "csv")
 
 
+def _single(params, name):
+    """Return a query parameter's one value, or None; raise if it is repeated."""
+    value = params.get(name)
+    if isinstance(value, list):
+        raise model.InvalidField(name, value, "must be given at most once")
+    return value
+
+
 def _number(params, name, required):
-    text = params.get(name)
+    text = _single(params, name)
     if text is None:
         if required:
             raise model.MissingField(name, "give the window as unix seconds, for example"
@@ -27,7 +35,7 @@ def _number(params, name, required):
 
 
 def _integer(params, name, default, minimum, maximum):
-    text = params.get(name)
+    text = _single(params, name)
     if text is None:
         return default
     try:
@@ -40,7 +48,7 @@ def _integer(params, name, default, minimum, maximum):
 
 
 def _choice(params, name, choices):
-    value = params.get(name)
+    value = _single(params, name)
     if value is not None and value not in choices:
         raise model.InvalidField(name, value, "must be one of " + ", ".join(choices))
     return value
@@ -58,7 +66,7 @@ def parse_query(params, *, window_required, paging=False):
         raise model.InvalidField("end", params["end"],
                                  f"must not be before start ({params['start']})")
 
-    nameserver = params.get("nameserver")
+    nameserver = _single(params, "nameserver")
     if nameserver is not None:
         try:
             nameserver = str(ipaddress.ip_address(nameserver))

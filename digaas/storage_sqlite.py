@@ -235,5 +235,5 @@ class SqliteStorage(storage.Storage):
 
 
 def _bound(value):
-    """Clamp an infinite window edge to a number sqlite can compare."""
-    return max(-2**62, min(2**62, value)) if math.isinf(value) else value
+    """Clamp a window edge to a number sqlite can store as a 64-bit integer."""
+    return max(-2**62, min(2**62, value))
