@@ -109,6 +109,15 @@ class RequestResource:
         resp.media = request.to_dict()
 
 
+class MetricsResource:
+    def __init__(self, poller, owner):
+        self._poller = poller
+        self._owner = owner
+
+    def on_get(self, req, resp):
+        resp.media = dict(self._poller.metrics(), worker=self._owner)
+
+
 class StatsResource:
     def __init__(self, offloader):
         self._offloader = offloader
@@ -230,6 +239,7 @@ def create_app(storage_backend, config, poller=None, owner="local:1"):
     app.add_route("/requests", RequestCollection(storage_backend, poller, config, owner))
     app.add_route("/requests/{request_id}", RequestResource(storage_backend))
     app.add_route("/stats", StatsResource(offloader))
+    app.add_route("/metrics", MetricsResource(poller, owner))
     app.add_route("/plots/{kind}.png", PlotResource(offloader))
     app.add_route("/openapi.json", openapi.OpenApiResource(openapi.document(
         digaas.__version__, max_timeout_seconds=config.MAX_TIMEOUT_SECONDS,

@@ -101,6 +101,12 @@ class Query:
         self.question = self.wire[12:_skip_name(self.wire, 12) + 4].lower()
 
 
+@functools.lru_cache(maxsize=65536)
+def prepare(qname, rdatatype):
+    """Return the Query of a question, shared by every poll that asks it."""
+    return Query(qname, rdatatype)
+
+
 def make_query(qname, rdatatype):
     """Build a query for an authoritative server: RD cleared, EDNS0 on."""
     query = dns.message.make_query(qname, rdatatype, use_edns=0, payload=EDNS_PAYLOAD_BYTES)

@@ -55,6 +55,10 @@ START_ATTEMPTS = 3
 
 LOG_TAIL_LINES = 20
 
+# Socket buffer size asked of named for its UDP sockets; the kernel caps it
+# at net.core.rmem_max and wmem_max.
+UDP_BUFFER_BYTES = 4 << 20
+
 RNDC_KEY_NAME = "digaas-rndc"
 
 # SOA timers (seconds) and TTL (seconds) written into every zone file. They
@@ -193,6 +197,7 @@ class LocalBind:
         self._port_is_picked = port is None
         self.port = free_port(also_ipv6=listen_ipv6) if port is None else port
         self.rndc_port = free_port()
+        self.stats_port = free_port()
 
         self._process = None
         self._log_file = None
@@ -250,6 +255,7 @@ class LocalBind:
                 if self._port_is_picked:
                     self.port = free_port(also_ipv6=self.listen_ipv6)
                 self.rndc_port = free_port()
+                self.stats_port = free_port()
 
     def _start_once(self, timeout_seconds):
         # named sets SO_REUSEPORT on its DNS and control sockets (seen with
@@ -418,6 +424,17 @@ options {{
     recursion no;
     notify no;
     dnssec-validation no;
+
+    // The default socket buffers (net.core.rmem_default, often 208 KiB)
+    // overflow when a poll engine or dnsperf sends tens of thousands of
+    // queries per second.
+    udp-receive-buffer {UDP_BUFFER_BYTES};
+    udp-send-buffer {UDP_BUFFER_BYTES};
+}};
+
+// Query counters as JSON at http://127.0.0.1:<stats_port>/json/v1/server.
+statistics-channels {{
+    inet 127.0.0.1 port {self.stats_port} allow {{ 127.0.0.1; }};
 }};
 """
 
@@ -542,6 +559,22 @@ options {{
 
         self._nsupdate(zone, [f"update delete {owner} {record}"])
         logger.debug("zone %s: deleted %s %s", zone, owner, record)
+
+    def query_counts(self) -> dict:
+        """Return named's counters of received queries, from its statistics channel.
+
+        Keys: "udp" and "tcp" (queries received over each), "total" (all
+        requests of opcode QUERY).
+        """
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.stats_port}/json/v1/server"
+        with urllib.request.urlopen(url, timeout=COMMAND_TIMEOUT_SECONDS) as response:
+            server = json.load(response)
+        nsstats = server.get("nsstats", {})
+        return {"udp": nsstats.get("QryUDP", 0), "tcp": nsstats.get("QryTCP", 0),
+                "total": server.get("opcodes", {}).get("QUERY", 0)}
 
     def query_serial(self, zone_name: str, address: str = "127.0.0.1") -> int | None:
         """Query the zone's SOA on address and return its serial, or None if the zone is not served.

@@ -39,7 +39,7 @@ MAX_SERIAL = 2**32 - 1
 MAX_START_TIME = 253402300799
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class PollRequest:
     """One request to poll a nameserver until a condition holds, and its result."""
 

@@ -58,6 +58,7 @@ def document(version, *, max_timeout_seconds, min_frequency_seconds, max_body_by
         "paths": {
             "/": {"get": _root_operation()},
             "/openapi.json": {"get": _openapi_operation()},
+            "/metrics": {"get": _metrics_operation()},
             "/requests": {"post": _create_operation(limits), "get": _list_operation()},
             "/requests/{request_id}": {"get": _read_operation()},
             "/stats": {"get": _stats_operation()},
@@ -147,6 +148,52 @@ def _openapi_operation():
             "200": {
                 "description": "The OpenAPI document, with the limits of this server.",
                 "content": _json_content({"type": "object"}),
+            },
+            **_responses((401, "Unauthorized")),
+        },
+    }
+
+
+def _metrics_operation():
+    nullable_seconds = {"type": "number", "nullable": True, "minimum": 0}
+    return {
+        "operationId": "getMetrics",
+        "summary": "Read the poll counters of the worker process that answers",
+        "responses": {
+            "200": {
+                "description": (
+                    "Counters of one worker: polls in flight, queries sent, results"
+                    " waiting for the storage, and how late queries went out against"
+                    " their planned slot (seconds). schedule_lag_bins are cumulative"
+                    " counts per histogram bin, so two readings subtract."),
+                "content": _json_content({
+                    "type": "object",
+                    "required": ["worker", "in_flight", "queries_sent", "pending_results",
+                                 "schedule_lag_seconds", "schedule_lag_bins"],
+                    "properties": {
+                        "worker": {"type": "string"},
+                        "in_flight": {"type": "integer", "minimum": 0},
+                        "queries_sent": {"type": "integer", "minimum": 0},
+                        "pending_results": {"type": "integer", "minimum": 0},
+                        "schedule_lag_seconds": {
+                            "type": "object",
+                            "required": ["count", "median", "p90", "p99", "max"],
+                            "properties": {
+                                "count": {"type": "integer", "minimum": 0},
+                                "median": nullable_seconds,
+                                "p90": nullable_seconds,
+                                "p99": nullable_seconds,
+                                "max": nullable_seconds,
+                            },
+                            "additionalProperties": False,
+                        },
+                        "schedule_lag_bins": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                    "additionalProperties": False,
+                }),
             },
             **_responses((401, "Unauthorized")),
         },

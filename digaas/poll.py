@@ -44,6 +44,9 @@ class Poller:
         self._rate_limiter = ratelimit.QueryRateLimiter(max_queries_per_second_per_nameserver)
         self._results = results.ResultWriter(storage_backend, max_pending=max_pending_results,
                                              retry_seconds=result_retry_seconds)
+        self.queries_sent = 0
+        # How late queries went out against their planned slot, in seconds.
+        self.schedule_lag = latency.Histogram("schedule lag", 0)
 
     def __len__(self):
         """Return the number of polls running in this process."""
@@ -122,6 +125,27 @@ class Poller:
         """Return the number of results waiting for the storage to come back."""
         return len(self._results)
 
+    def metrics(self):
+        """Return counters of this process's polls, for GET /metrics.
+
+        schedule_lag_bins holds the cumulative counts of latency.EDGES bins,
+        so the difference of two readings is the histogram between them.
+        """
+        lag = self.schedule_lag
+        return {
+            "in_flight": len(self._group),
+            "queries_sent": self.queries_sent,
+            "pending_results": len(self._results),
+            "schedule_lag_seconds": {
+                "count": lag.answered,
+                "median": latency.percentile_seconds(lag.counts, 0.5),
+                "p90": latency.percentile_seconds(lag.counts, 0.9),
+                "p99": latency.percentile_seconds(lag.counts, 0.99),
+                "max": lag.max_seconds if lag.answered else None,
+            },
+            "schedule_lag_bins": {str(index): count for index, count in sorted(lag.counts.items())},
+        }
+
     def flush_latency(self):
         """Add the round-trip times measured since the last flush to storage."""
         histograms = self._latency.take()
@@ -161,7 +185,7 @@ class Poller:
         # cannot shift it; accepted_at anchors it to when the request arrived.
         origin = time.monotonic() - (time.time() - request.accepted_at)
         deadline = origin + request.timeout
-        prepared = digdig.Query(*conditions.query_for(request))
+        prepared = digdig.prepare(*conditions.query_for(request))
         tally = Tally()
 
         LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
@@ -174,6 +198,7 @@ class Poller:
             if planned >= deadline:
                 break
             gevent.sleep(max(0.0, planned - time.monotonic()))
+            self.schedule_lag.add(max(0.0, time.monotonic() - planned))
 
             wait_seconds = self._rate_limiter.reserve(request.nameserver, time.monotonic())
             if wait_seconds > 0:
@@ -215,6 +240,7 @@ class Poller:
 
     def _record(self, request, answer, verdict, tally):
         request.queries += 1
+        self.queries_sent += 1
         tally.ignored_replies += answer.ignored_replies
         if answer.wire is not None or answer.failure == "timeout":
             self._latency.record(request.nameserver, answer.received_at - answer.rtt_seconds,
@@ -249,7 +275,7 @@ class Poller:
                   exc_info=greenlet.exc_info)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Tally:
     """Counts of what a poll's queries met on the way, for its error message."""
 

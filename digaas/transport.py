@@ -37,8 +37,14 @@ RECEIVE_BUFFER_BYTES = 4 << 20
 # are not counted as stray replies.
 LATE_IDS_REMEMBERED = 4096
 
-# A socket takes at most this many queries at once; more open another socket,
-# so that ids stay easy to find among the 65536.
+# Sockets (so source ports) per nameserver and port, used in turn. Servers
+# such as BIND 9 read with one SO_REUSEPORT socket per thread, and the kernel
+# picks that socket by the client's address and port: queries from a single
+# port all land on one thread and overflow its socket buffer.
+SOCKETS_PER_NAMESERVER = 8
+
+# A socket takes at most this many queries at once, so that free ids stay
+# easy to find among the 65536; beyond it more sockets are opened.
 MAX_PENDING_PER_SOCKET = 16384
 
 _TIMED_OUT = object()
@@ -151,10 +157,11 @@ def _echoes_question(wire, question):
 
 
 class UdpTransport:
-    """The shared UDP sockets of one process, one per (nameserver, port) at a time."""
+    """The shared UDP sockets of one process, a few per (nameserver, port)."""
 
     def __init__(self):
         self._channels = {}
+        self._turns = {}
 
     def query(self, query_wire, question, nameserver, port, timeout_seconds):
         """Send query_wire (its id is replaced) and wait for the matching reply.
@@ -194,12 +201,23 @@ class UdpTransport:
         self._channels.clear()
 
     def _channel(self, nameserver, port):
-        channels = self._channels.get((nameserver, port))
+        key = (nameserver, port)
+        channels = self._channels.get(key)
         if channels is None:
-            channels = self._channels[(nameserver, port)] = []
-        for channel in channels:
+            channels = self._channels[key] = []
+            self._turns[key] = 0
+
+        turn = self._turns[key] = self._turns[key] + 1
+        if len(channels) < SOCKETS_PER_NAMESERVER:
+            return self._open(channels, nameserver, port)
+        for offset in range(len(channels)):
+            channel = channels[(turn + offset) % len(channels)]
             if len(channel.pending) < MAX_PENDING_PER_SOCKET:
                 return channel
+        return self._open(channels, nameserver, port)
+
+    @staticmethod
+    def _open(channels, nameserver, port):
         channel = _Channel(get_hub().loop, nameserver, port)
         channels.append(channel)
         LOG.debug("opened UDP socket %d to %s port %s", len(channels), nameserver, port)
