@@ -34,6 +34,9 @@ EDNS_PAYLOAD_BYTES = 1232
 UDP_RECEIVE_BUFFER_BYTES = transport.RECEIVE_BUFFER_BYTES
 
 _SOA = dns.rdatatype.SOA
+
+# Text of each 4-bit header rcode, looked up once instead of per answer.
+_RCODE_TEXT = tuple(dns.rcode.to_text(value) for value in range(16))
 _FLAG_AA = 0x04
 _FLAG_TC = 0x02
 
@@ -83,11 +86,15 @@ class Answer:
         """Text of the response's rcode (NOERROR, NXDOMAIN, ...), or None."""
         if self.wire is None:
             return None
-        return dns.rcode.to_text(self.wire[3] & 0x0F)
+        return _RCODE_TEXT[self.wire[3] & 0x0F]
 
     @property
     def authoritative(self):
         return self.wire is not None and bool(self.wire[2] & _FLAG_AA)
+
+    @property
+    def truncated(self):
+        return self.wire is not None and bool(self.wire[2] & _FLAG_TC)
 
 
 class Query:
@@ -150,6 +157,23 @@ def send(prepared, nameserver, port, timeout_seconds, protocol=UDP):
         answer.received_at = time.time()
     answer.rtt_seconds = time.monotonic() - started
     return answer
+
+
+def start_udp(prepared, nameserver, port, timeout_seconds, callback):
+    """Send a Query over UDP without blocking; call callback(answer) from the gevent loop.
+
+    The answer may be truncated (Answer.truncated): fetching it again over
+    TCP, which blocks, is the caller's to do in a greenlet.
+    """
+    started = time.monotonic()
+
+    def on_reply(reply):
+        callback(Answer(received_at=reply.received_at or time.time(),
+                        rtt_seconds=time.monotonic() - started, wire=reply.wire,
+                        failure=reply.failure, ignored_replies=reply.ignored_replies))
+
+    udp_transport().send(prepared.wire, prepared.question, nameserver, port, timeout_seconds,
+                         on_reply)
 
 
 def _send_tcp(prepared, nameserver, port, deadline, answer):

@@ -1,10 +1,15 @@
 """Poll a nameserver on a fixed-rate schedule until a request's condition holds.
 
-Each accepted request gets one greenlet, owned by the Poller's group. The
-greenlet sends its first query at once, then at accepted_at + k * frequency,
-and stops at the first answer that meets the condition (COMPLETED) or at
-accepted_at + timeout (ERROR). It writes storage only when the request
-leaves ACCEPTED, or when the poll is stopped with the process.
+Each accepted request becomes a Poll: a small state machine driven by
+timers of the gevent loop, not a greenlet of its own, so that a process can
+keep a hundred thousand requests in flight. A Poll sends its first query at
+once, then at accepted_at + k * frequency, and stops at the first answer that
+meets the condition (COMPLETED) or at accepted_at + timeout (ERROR). Its
+steps run as loop callbacks and never block: UDP queries go through the
+shared sockets of transport.py, results go to the ResultWriter's greenlet,
+and the rare TCP query (forced, or after a truncated answer) runs in a
+greenlet of the Poller's group. A step that raises marks its request ERROR
+and is logged with the request id.
 """
 
 import collections
@@ -16,6 +21,7 @@ import time
 
 import gevent
 import gevent.pool
+from gevent import get_hub
 
 from digaas import conditions
 from digaas import digdig
@@ -29,19 +35,20 @@ LOG = logging.getLogger(__name__)
 
 
 class Poller:
-    """Owner of the polling greenlets of one process."""
+    """Owner of the polls of one process, and of the greenlets they need."""
 
     def __init__(self, storage_backend, *, dns_query_timeout_seconds,
                  latency_flush_seconds=5.0, max_queries_per_second_per_nameserver=10000.0,
                  max_pending_results=100000, result_retry_seconds=1.0):
         self._storage = storage_backend
-        self._dns_query_timeout_seconds = dns_query_timeout_seconds
+        self.dns_query_timeout_seconds = dns_query_timeout_seconds
         self._latency_flush_seconds = latency_flush_seconds
+        # Greenlets of TCP queries and the latency flusher.
         self._group = gevent.pool.Group()
-        self._in_flight = {}
+        self._polls = {}
         self._latency = latency.Recorder()
         self._flusher = None
-        self._rate_limiter = ratelimit.QueryRateLimiter(max_queries_per_second_per_nameserver)
+        self.rate_limiter = ratelimit.QueryRateLimiter(max_queries_per_second_per_nameserver)
         self._results = results.ResultWriter(storage_backend, max_pending=max_pending_results,
                                              retry_seconds=result_retry_seconds)
         self.queries_sent = 0
@@ -50,7 +57,7 @@ class Poller:
 
     def __len__(self):
         """Return the number of polls running in this process."""
-        return len(self._group)
+        return len(self._polls)
 
     def start(self, request):
         """Start polling for an ACCEPTED request that is already stored.
@@ -59,14 +66,16 @@ class Poller:
         is resumed after a restart keeps its original slots and deadline.
         """
         if self._flusher is None:
-            self._flusher = gevent.spawn(self._flush_latency_forever)
+            self._flusher = self._group.spawn(self._flush_latency_forever)
             self._flusher.link_exception(self._log_flusher_crash)
 
-        greenlet = gevent.Greenlet(self._run, request)
-        greenlet.link_exception(lambda dead: self._log_crash(request, dead))
-        self._in_flight[request.id] = request
-        self._group.start(greenlet)
-        return greenlet
+        poll = Poll(self, request)
+        self._polls[request.id] = poll
+        LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
+                 request.id, request.nameserver, request.port, request.zone_name,
+                 request.condition, request.frequency, request.timeout)
+        poll.schedule_slot()
+        return poll
 
     def resume(self, owner, *, adopt=lambda other_owner: False):
         """Take over the ACCEPTED requests of owner (and of owners adopt() accepts).
@@ -86,7 +95,7 @@ class Poller:
                 request.error = (f"digaas was not running at the deadline"
                                  f" ({format_time(request.deadline)}), so polling stopped"
                                  f" after {request.queries} queries")
-                self._store(request)
+                self._results.submit(request)
                 expired += 1
             else:
                 LOG.info("request %s: resuming the poll of %s", request.id, previous_owner)
@@ -99,30 +108,25 @@ class Poller:
                      owner, resumed, expired)
         return resumed, expired
 
-    def join(self, timeout_seconds=None):
-        """Wait until every running poll has finished; return True if all did."""
-        return self._group.join(timeout=timeout_seconds)
-
     def kill(self, timeout_seconds=None):
-        """Stop every poll and the background greenlets, then write what is pending.
+        """Stop every poll and greenlet, then write what is pending.
 
         Requests whose poll was stopped stay ACCEPTED, with the queries so
         far written, so that the next start of their owner resumes them.
         """
+        for poll in list(self._polls.values()):
+            poll.stop()
+            self._results.submit(poll.request)
+        self._polls.clear()
         self._group.kill(timeout=timeout_seconds)
-        if self._flusher is not None:
-            self._flusher.kill(timeout=timeout_seconds)
-            self._flusher = None
-        self._results.stop()
+        self._flusher = None
 
-        for request in list(self._in_flight.values()):
-            self._store(request)
-        self._in_flight.clear()
         self._results.flush()
+        self._results.stop()
         self.flush_latency()
 
     def pending_results(self):
-        """Return the number of results waiting for the storage to come back."""
+        """Return the number of results waiting for the storage."""
         return len(self._results)
 
     def metrics(self):
@@ -133,7 +137,7 @@ class Poller:
         """
         lag = self.schedule_lag
         return {
-            "in_flight": len(self._group),
+            "in_flight": len(self._polls),
             "queries_sent": self.queries_sent,
             "pending_results": len(self._results),
             "schedule_lag_seconds": {
@@ -158,6 +162,20 @@ class Poller:
             LOG.warning("storing %d latency histograms failed, keeping them for the"
                         " next flush: %s", len(histograms), error)
 
+    def record_latency(self, nameserver, answer):
+        if answer.wire is not None or answer.failure == "timeout":
+            self._latency.record(nameserver, answer.received_at - answer.rtt_seconds,
+                                 answer.rtt_seconds, timed_out=answer.wire is None)
+
+    def finish(self, poll):
+        """Take a poll out of flight and hand its result to the writer."""
+        self._polls.pop(poll.request.id, None)
+        self._results.submit(poll.request)
+
+    def spawn_tcp(self, poll, prepared, timeout_seconds, ignored_replies):
+        greenlet = self._group.spawn(poll.query_tcp, prepared, timeout_seconds, ignored_replies)
+        greenlet.link_exception(poll.log_crash)
+
     def _flush_latency_forever(self):
         while True:
             gevent.sleep(self._latency_flush_seconds)
@@ -168,83 +186,147 @@ class Poller:
         LOG.error("latency flusher died; round-trip times are no longer stored",
                   exc_info=greenlet.exc_info)
 
-    def _run(self, request):
-        try:
-            self._poll(request)
-        except Exception as error:
-            LOG.exception("request %s: poll failed, marking it ERROR", request.id)
-            request.status = model.ERROR
-            request.error = f"internal error while polling: {error!r}"
-            self._store(request)
-        finally:
-            if request.status != model.ACCEPTED:
-                self._in_flight.pop(request.id, None)
 
-    def _poll(self, request):
+class Poll:
+    """The schedule and state of one request's poll, driven by loop callbacks."""
+
+    __slots__ = ("poller", "request", "prepared", "origin", "deadline", "slot", "tally",
+                 "timer", "stopped")
+
+    def __init__(self, poller, request):
+        self.poller = poller
+        self.request = request
+        self.prepared = digdig.prepare(*conditions.query_for(request))
         # The schedule runs on the monotonic clock so that a wall-clock step
         # cannot shift it; accepted_at anchors it to when the request arrived.
-        origin = time.monotonic() - (time.time() - request.accepted_at)
-        deadline = origin + request.timeout
-        prepared = digdig.prepare(*conditions.query_for(request))
-        tally = Tally()
+        self.origin = time.monotonic() - (time.time() - request.accepted_at)
+        self.deadline = self.origin + request.timeout
+        self.slot = 0
+        self.tally = None
+        self.timer = None
+        self.stopped = False
 
-        LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
-                 request.id, request.nameserver, request.port, request.zone_name,
-                 request.condition, request.frequency, request.timeout)
+    def stop(self):
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
 
-        slot = 0
-        while True:
-            planned = origin + slot * request.frequency
-            if planned >= deadline:
-                break
-            gevent.sleep(max(0.0, planned - time.monotonic()))
-            self.schedule_lag.add(max(0.0, time.monotonic() - planned))
+    def schedule_slot(self):
+        """Arm the timer of the current slot, or of the deadline when no slot is left."""
+        planned = self.origin + self.slot * self.request.frequency
+        if planned >= self.deadline:
+            self._call_at(self.deadline, self._time_out)
+        else:
+            self._call_at(planned, self._on_slot, planned)
 
-            wait_seconds = self._rate_limiter.reserve(request.nameserver, time.monotonic())
-            if wait_seconds > 0:
-                request.rate_limit_delay_seconds += wait_seconds
-                gevent.sleep(wait_seconds)
+    def _call_at(self, monotonic_time, callback, *args):
+        if self.timer is not None:
+            self.timer.close()
+        self.timer = get_hub().loop.timer(max(0.0, monotonic_time - time.monotonic()))
+        self.timer.start(self._step, callback, *args, update=True)
 
-            remaining_seconds = deadline - time.monotonic()
-            if remaining_seconds <= 0:
-                break
+    def _step(self, callback, *args):
+        # Every step runs here, so that no exception escapes into the loop.
+        if self.stopped:
+            return
+        try:
+            callback(*args)
+        except Exception as error:
+            LOG.exception("request %s: poll failed, marking it ERROR", self.request.id)
+            self._fail(f"internal error while polling: {error!r}")
 
-            answer = digdig.send(
-                prepared, request.nameserver, request.port,
-                min(self._dns_query_timeout_seconds, remaining_seconds),
-                protocol=request.protocol)
-            verdict = conditions.evaluate(request, answer)
-            self._record(request, answer, verdict, tally)
+    def _on_slot(self, planned):
+        now = time.monotonic()
+        poller = self.poller
+        poller.schedule_lag.add(max(0.0, now - planned))
 
-            if verdict.met:
-                request.status = model.COMPLETED
-                request.completed_at = answer.received_at
-                request.duration = answer.received_at - request.start_time
-                LOG.info("request %s: COMPLETED after %d queries, duration %.3f s",
-                         request.id, request.queries, request.duration)
-                self._store(request)
-                return
+        wait_seconds = poller.rate_limiter.reserve(self.request.nameserver, now)
+        if wait_seconds > 0:
+            self.request.rate_limit_delay_seconds += wait_seconds
+            self._call_at(now + wait_seconds, self._send)
+        else:
+            self._send()
 
-            # Fixed rate: the next slot follows this one, but a query that ran
-            # past later slots skips to the latest slot already due.
-            late_slot = math.floor((time.monotonic() - origin) / request.frequency)
-            slot = max(slot + 1, late_slot)
+    def _send(self):
+        remaining_seconds = self.deadline - time.monotonic()
+        if remaining_seconds <= 0:
+            self._time_out()
+            return
 
-        # No slot is left before the deadline; the request stays ACCEPTED
-        # until the deadline itself, as the client asked.
-        gevent.sleep(max(0.0, deadline - time.monotonic()))
+        request = self.request
+        timeout_seconds = min(self.poller.dns_query_timeout_seconds, remaining_seconds)
+        if request.protocol == digdig.TCP:
+            self.poller.spawn_tcp(self, self.prepared, timeout_seconds, 0)
+        else:
+            digdig.start_udp(self.prepared, request.nameserver, request.port, timeout_seconds,
+                             lambda answer: self._step(self._on_udp_answer, answer))
+
+    def _on_udp_answer(self, answer):
+        if answer.truncated:
+            remaining_seconds = self.deadline - time.monotonic()
+            self.poller.spawn_tcp(self, self.prepared, max(0.0, remaining_seconds),
+                                  answer.ignored_replies)
+        else:
+            self._on_answer(answer)
+
+    def query_tcp(self, prepared, timeout_seconds, ignored_replies):
+        """Query over TCP in a greenlet (TCP blocks), then go on in the loop."""
+        request = self.request
+        answer = digdig.send(prepared, request.nameserver, request.port, timeout_seconds,
+                             protocol=digdig.TCP)
+        answer.ignored_replies += ignored_replies
+        get_hub().loop.run_callback(self._step, self._on_answer, answer)
+
+    def _on_answer(self, answer):
+        request = self.request
+        verdict = conditions.evaluate(request, answer)
+        self._record(answer, verdict)
+
+        if verdict.met:
+            request.status = model.COMPLETED
+            request.completed_at = answer.received_at
+            request.duration = answer.received_at - request.start_time
+            LOG.info("request %s: COMPLETED after %d queries, duration %.3f s",
+                     request.id, request.queries, request.duration)
+            self.stop()
+            self.poller.finish(self)
+            return
+
+        # Fixed rate: the next slot follows this one, but a query that ran
+        # past later slots skips to the latest slot already due.
+        late_slot = math.floor((time.monotonic() - self.origin) / request.frequency)
+        self.slot = max(self.slot + 1, late_slot)
+        self.schedule_slot()
+
+    def _time_out(self):
+        # The request stays ACCEPTED until the deadline itself, as the client asked.
+        request = self.request
         request.status = model.ERROR
-        request.error = describe_timeout(request, tally)
+        request.error = describe_timeout(request, self.tally or Tally())
         LOG.info("request %s: ERROR, %s", request.id, request.error)
-        self._store(request)
+        self.stop()
+        self.poller.finish(self)
 
-    def _record(self, request, answer, verdict, tally):
+    def _fail(self, error):
+        self.request.status = model.ERROR
+        self.request.error = error
+        self.stop()
+        self.poller.finish(self)
+
+    def _record(self, answer, verdict):
+        request = self.request
+        poller = self.poller
         request.queries += 1
-        self.queries_sent += 1
-        tally.ignored_replies += answer.ignored_replies
-        if answer.wire is not None or answer.failure == "timeout":
-            self._latency.record(request.nameserver, answer.received_at - answer.rtt_seconds,
-                                 answer.rtt_seconds, timed_out=answer.wire is None)
+        poller.queries_sent += 1
+        poller.record_latency(request.nameserver, answer)
+
+        tally = self.tally
+        if tally is None and (answer.ignored_replies or answer.wire is None or verdict.malformed
+                              or answer.rcode != "NOERROR" or not verdict.authoritative):
+            tally = self.tally = Tally()
+        if answer.ignored_replies:
+            tally.ignored_replies += answer.ignored_replies
 
         if verdict.malformed:
             answer.failure = "bad response: records do not parse"
@@ -258,26 +340,28 @@ class Poller:
             return
 
         request.last_rcode = answer.rcode
-        tally.rcodes[answer.rcode] += 1
-        if not verdict.authoritative:
-            tally.not_authoritative += 1
+        if tally is not None:
+            tally.rcodes[answer.rcode] += 1
+            if not verdict.authoritative:
+                tally.not_authoritative += 1
         if verdict.serial is not None:
             request.last_serial = verdict.serial
         if not verdict.met:
             request.last_miss_at = answer.received_at
 
-    def _store(self, request):
-        self._results.write(request)
-
-    @staticmethod
-    def _log_crash(request, greenlet):
-        LOG.error("request %s: polling greenlet died", request.id,
+    def log_crash(self, greenlet):
+        LOG.error("request %s: TCP query greenlet died", self.request.id,
                   exc_info=greenlet.exc_info)
+        self._step(self._fail, f"internal error while polling: {greenlet.exception!r}")
 
 
 @dataclasses.dataclass(slots=True)
 class Tally:
-    """Counts of what a poll's queries met on the way, for its error message."""
+    """Counts of what a poll's queries met on the way, for its error message.
+
+    A poll makes one only when a query meets something other than a plain
+    NOERROR answer, and its rcodes count from then on.
+    """
 
     failures: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     rcodes: collections.Counter = dataclasses.field(default_factory=collections.Counter)

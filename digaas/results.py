@@ -1,96 +1,119 @@
-"""Write poll results to storage, keeping the ones a storage outage rejects.
+"""Write poll results to storage in batches, keeping the ones an outage rejects.
 
-A perf test is expensive to repeat, so a result that cannot be written (Redis
-restarting, a locked or full sqlite file) is kept in memory and written
-again every retry interval, in the order the polls finished. The queue is
-bounded: past max_pending results, each further one is dropped with an
-error log line that contains the whole result.
+Polls hand their results to the ResultWriter from the gevent loop, which
+must not block, so a greenlet of the writer does the storage writes: every
+result waiting at that moment, in one batch (one sqlite transaction, one
+Redis pipeline). A perf test is expensive to repeat, so when the storage
+fails (Redis restarting, a locked or full sqlite file) the results stay
+queued and the batch is tried again every retry interval, in the order the
+polls finished. The queue is bounded: past max_pending results, each further
+one is dropped with an error log line that contains the whole result.
 """
 
 import collections
+import dataclasses
 import logging
 
 import gevent
+import gevent.event
+import gevent.lock
 
 from digaas import storage
 
 LOG = logging.getLogger(__name__)
 
+# Most results written in one batch.
+MAX_BATCH = 1000
+
 
 class ResultWriter:
-    """Writes results now, or later when the storage is back."""
+    """Writes results from a greenlet of its own, in batches, retrying on failure."""
 
     def __init__(self, storage_backend, *, max_pending, retry_seconds):
         self._storage = storage_backend
         self._max_pending = max_pending
         self._retry_seconds = retry_seconds
         self._pending = collections.deque()
-        self._retrier = None
+        self._wakeup = gevent.event.Event()
+        self._greenlet = None
+        self._failing = False
+        # One batch at a time, so that flush() during a stop and the writer
+        # greenlet never take the same results.
+        self._writing = gevent.lock.Semaphore()
 
     def __len__(self):
-        """Return the number of results waiting for the storage."""
+        """Return the number of results not yet written."""
         return len(self._pending)
 
-    def write(self, request):
-        """Write the request's result fields, or queue them if the storage fails."""
-        if not self._pending:
-            try:
-                self._storage.update_result(request)
-                return
-            except storage.RequestNotFound as error:
-                _log_lost(request, error)
-                return
-            except storage.StorageError as error:
-                LOG.warning("request %s: storing the %s result failed, keeping it to"
-                            " retry every %s s: %s", request.id, request.status,
-                            self._retry_seconds, error)
-
+    def submit(self, request):
+        """Queue a copy of the request's result fields, without blocking (no I/O here)."""
         if len(self._pending) >= self._max_pending:
             LOG.error("request %s: result dropped because %d results already wait for"
                       " the storage; the result was %r", request.id, len(self._pending),
                       request.to_dict())
             return
 
-        # A copy, so that the queued result is the one of this moment.
-        self._pending.append(type(request).from_dict(request.to_dict()))
-        if self._retrier is None or self._retrier.dead:
-            self._retrier = gevent.spawn(self._retry_until_empty)
-            self._retrier.link_exception(self._log_retrier_crash)
+        self._pending.append(dataclasses.replace(request))
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._write_forever)
+            self._greenlet.link_exception(self._log_writer_crash)
+        self._wakeup.set()
 
     def flush(self):
-        """Try once to write every queued result; return how many are still queued."""
+        """Write every queued result now, in this greenlet; return how many are left."""
         while self._pending:
-            request = self._pending[0]
-            try:
-                self._storage.update_result(request)
-            except storage.RequestNotFound as error:
-                _log_lost(request, error)
-            except storage.StorageError as error:
-                LOG.warning("%d results still wait for the storage: %s",
-                            len(self._pending), error)
+            if not self._write_batch():
                 break
-            self._pending.popleft()
-            if not self._pending:
-                LOG.info("every queued result is stored")
         return len(self._pending)
 
     def stop(self):
-        if self._retrier is not None:
-            self._retrier.kill()
-            self._retrier = None
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
 
-    def _retry_until_empty(self):
-        while self._pending:
-            gevent.sleep(self._retry_seconds)
-            self.flush()
+    def _write_forever(self):
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                if not self._write_batch():
+                    gevent.sleep(self._retry_seconds)
+
+    def _write_batch(self):
+        """Write up to MAX_BATCH queued results; return False if the storage failed."""
+        with self._writing:
+            return self._write_batch_locked()
+
+    def _write_batch_locked(self):
+        if not self._pending:
+            return True
+        batch = [self._pending[index] for index in range(min(MAX_BATCH, len(self._pending)))]
+        try:
+            missing = self._storage.update_results(batch)
+        except storage.StorageError as error:
+            if not self._failing:
+                LOG.warning("request %s: storing the %s result failed, keeping it to retry"
+                            " every %s s with %d more: %s", batch[0].id, batch[0].status,
+                            self._retry_seconds, len(self._pending) - 1, error)
+            else:
+                LOG.warning("%d results still wait for the storage: %s",
+                            len(self._pending), error)
+            self._failing = True
+            return False
+
+        for _ in batch:
+            self._pending.popleft()
+        for request in batch:
+            if request.id in missing:
+                LOG.error("request %s: the %s result was not stored because the storage no"
+                          " longer has the request; the result was %r", request.id,
+                          request.status, request.to_dict())
+        if self._failing and not self._pending:
+            LOG.info("every queued result is stored")
+            self._failing = False
+        return True
 
     @staticmethod
-    def _log_retrier_crash(greenlet):
-        LOG.error("result retry greenlet died; queued results are written only at"
-                  " the next failure or stop", exc_info=greenlet.exc_info)
-
-
-def _log_lost(request, error):
-    LOG.error("request %s: the %s result was not stored because the storage no longer"
-              " has the request (%s); the result was %r", request.id, request.status, error,
-              request.to_dict())
+    def _log_writer_crash(greenlet):
+        LOG.error("result writer greenlet died; results are written only at the next"
+                  " submit or stop", exc_info=greenlet.exc_info)

@@ -34,6 +34,20 @@ class RequestNotFound(StorageError):
 class Storage(abc.ABC):
     """Backend that keeps poll requests, their results and query latencies."""
 
+    def update_results(self, requests):
+        """Write the result fields of several requests; return the set of ids not stored.
+
+        Raises StorageError, and then writes none of them, when the storage
+        fails. This version writes one at a time; backends batch them.
+        """
+        missing = set()
+        for request in requests:
+            try:
+                self.update_result(request)
+            except RequestNotFound:
+                missing.add(request.id)
+        return missing
+
     @abc.abstractmethod
     def check(self):
         """Do a cheap round trip to the backend. Raises StorageError if it fails."""

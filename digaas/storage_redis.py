@@ -105,12 +105,22 @@ class RedisStorage(storage.Storage):
         values = {name.decode(): json.loads(text) for name, text in fields.items()}
         return model.PollRequest.from_dict(values)
 
-    def update_result(self, request):
-        values = request.to_dict()
+    def update_results(self, requests):
+        pipeline = self._redis.pipeline(transaction=False)
+        for request in requests:
+            keys, arguments = self._result_arguments(request)
+            self._update_if_exists(keys=keys, args=arguments, client=pipeline)
+        written = self._run(pipeline.execute, "store results")
+        return {request.id for request, result in zip(requests, written) if result == -1}
+
+    def _result_arguments(self, request):
         arguments = [request.status, request.id]
         for name in model.RESULT_FIELDS:
-            arguments += [name, json.dumps(values[name])]
-        keys = [self._request_key(request.id), self._accepted_key()]
+            arguments += [name, json.dumps(getattr(request, name))]
+        return [self._request_key(request.id), self._accepted_key()], arguments
+
+    def update_result(self, request):
+        keys, arguments = self._result_arguments(request)
         written = self._run(lambda: self._update_if_exists(keys=keys, args=arguments),
                             "store result")
         if written == -1:

@@ -216,6 +216,23 @@ class SqliteStorage(storage.Storage):
             histogram.counts = dict(bins)
             yield histogram
 
+    def update_results(self, requests):
+        assignments = ", ".join(f"{name} = ?" for name in model.RESULT_FIELDS)
+        statement = f"UPDATE requests SET {assignments} WHERE id = ?"
+        missing = set()
+        try:
+            with self._connection:
+                self._connection.execute("BEGIN")
+                for request in requests:
+                    values = [getattr(request, name) for name in model.RESULT_FIELDS]
+                    cursor = self._connection.execute(statement, values + [request.id])
+                    if cursor.rowcount == 0:
+                        missing.add(request.id)
+        except sqlite3.Error as error:
+            raise storage.StorageError(
+                f"sqlite {self.path!r}: store results failed: {error}") from error
+        return missing
+
     def close(self):
         self._connection.close()
 

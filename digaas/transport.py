@@ -2,10 +2,10 @@
 
 A socket per query costs a socket(), connect() and close() each time, about
 ten times the cost of the send and receive themselves. Instead each
-(nameserver, port) gets a connected, non-blocking UDP socket, watched by the
-gevent loop. A query picks a free 16-bit id on the socket, sends, and its
-greenlet waits; the loop's read callback hands each reply to the query with
-that id whose question it echoes. The connected socket makes the kernel drop
+(nameserver, port) gets a few connected, non-blocking UDP sockets, watched
+by the gevent loop. A query picks a free 16-bit id on a socket and sends.
+The loop's read callback hands each reply to the query with that id, if the
+reply echoes the query's question, and a timer ends the query otherwise. The connected socket makes the kernel drop
 datagrams from any other source address or port.
 
 Replies that match no waiting query are stray: with an id that timed out a
@@ -47,11 +47,8 @@ SOCKETS_PER_NAMESERVER = 8
 # easy to find among the 65536; beyond it more sockets are opened.
 MAX_PENDING_PER_SOCKET = 16384
 
-_TIMED_OUT = object()
-
-
 class Reply:
-    """What a query's wait ended with: a matching reply, or an error."""
+    """The end of a query's wait: a matching reply, or a failure."""
 
     __slots__ = ("wire", "received_at", "failure", "ignored_replies")
 
@@ -63,12 +60,18 @@ class Reply:
 
 
 class _Pending:
-    __slots__ = ("question", "waiter", "ignored_replies")
+    __slots__ = ("question", "callback", "timer", "ignored_replies")
 
-    def __init__(self, question, waiter):
+    def __init__(self, question, callback, timer):
         self.question = question
-        self.waiter = waiter
+        self.callback = callback
+        self.timer = timer
         self.ignored_replies = 0
+
+    def finish(self, reply):
+        self.timer.close()
+        reply.ignored_replies = self.ignored_replies
+        self.callback(reply)
 
 
 class _Channel:
@@ -111,9 +114,9 @@ class _Channel:
             except BlockingIOError:
                 return
             except OSError as error:
-                # An ICMP error (port unreachable, ...) reported on the
-                # connected socket; it cannot be tied to one query, so every
-                # query waiting on the socket fails with it.
+                # The kernel reports an ICMP error (port unreachable, ...) on
+                # the connected socket. It cannot be tied to one query, so
+                # every query waiting on the socket fails with it.
                 self._fail_all(f"network error: {error.strerror or error}")
                 return
             self._dispatch(wire, time.time())
@@ -124,9 +127,7 @@ class _Channel:
             pending = self.pending.get(query_id)
             if pending is not None and _echoes_question(wire, pending.question):
                 del self.pending[query_id]
-                reply = Reply(wire, received_at)
-                reply.ignored_replies = pending.ignored_replies
-                pending.waiter.switch(reply)
+                pending.finish(Reply(wire, received_at))
                 return
             if pending is None and query_id in self.late_ids:
                 return
@@ -138,13 +139,17 @@ class _Channel:
     def _fail_all(self, failure):
         pending, self.pending = self.pending, {}
         for entry in pending.values():
-            reply = Reply(failure=failure)
-            reply.ignored_replies = entry.ignored_replies
-            entry.waiter.switch(reply)
+            entry.finish(Reply(failure=failure))
+
+    def time_out(self, query_id):
+        pending = self.pending.pop(query_id, None)
+        if pending is not None:
+            self.forget_late(query_id)
+            pending.finish(Reply(failure="timeout"))
 
 
 def _echoes_question(wire, question):
-    """Whether a reply carries the query's question (names compare without case).
+    """Check that a reply carries the query's question (names compare without case).
 
     A reply of rcode FORMERR, SERVFAIL, NOTIMP or REFUSED may leave the
     question out, as dnspython also accepts.
@@ -163,36 +168,32 @@ class UdpTransport:
         self._channels = {}
         self._turns = {}
 
-    def query(self, query_wire, question, nameserver, port, timeout_seconds):
-        """Send query_wire (its id is replaced) and wait for the matching reply.
+    def send(self, query_wire, question, nameserver, port, timeout_seconds, callback):
+        """Send query_wire (its id is replaced); call callback(reply) once, later.
 
-        question is the query's question section, lower-cased. Returns a
-        Reply whose wire is None when the query timed out or failed.
+        question is the query's question section, lower-cased. The callback
+        runs in the gevent loop (so it must not block) with a Reply: the
+        matching reply, or a failure such as "timeout" after timeout_seconds.
         """
+        loop = get_hub().loop
         channel = self._channel(nameserver, port)
         query_id = channel.free_id()
-        waiter = Waiter()
-        channel.pending[query_id] = pending = _Pending(question, waiter)
-
-        loop = get_hub().loop
-        timer = loop.timer(timeout_seconds)
         try:
-            try:
-                channel.sock.send(query_id.to_bytes(2, "big") + query_wire[2:])
-            except OSError as error:
-                return Reply(failure=f"network error: {_describe(error)}")
+            channel.sock.send(query_id.to_bytes(2, "big") + query_wire[2:])
+        except OSError as error:
+            loop.run_callback(callback, Reply(failure=f"network error: {_describe(error)}"))
+            return
 
-            # update: the loop's idea of now may be stale after a long callback.
-            timer.start(waiter.switch, _TIMED_OUT, update=True)
-            reply = waiter.get()
-            if reply is _TIMED_OUT:
-                reply = Reply(failure="timeout")
-                reply.ignored_replies = pending.ignored_replies
-                channel.forget_late(query_id)
-            return reply
-        finally:
-            timer.close()
-            channel.pending.pop(query_id, None)
+        timer = loop.timer(timeout_seconds)
+        channel.pending[query_id] = _Pending(question, callback, timer)
+        # update: the loop's idea of now may be stale after a long callback.
+        timer.start(channel.time_out, query_id, update=True)
+
+    def query(self, query_wire, question, nameserver, port, timeout_seconds):
+        """Send query_wire and wait, in this greenlet, for the Reply that send() gives."""
+        waiter = Waiter()
+        self.send(query_wire, question, nameserver, port, timeout_seconds, waiter.switch)
+        return waiter.get()
 
     def close(self):
         for channels in self._channels.values():

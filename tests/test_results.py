@@ -22,7 +22,7 @@ def test_queue_bound_drops_with_log(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="digaas.results"):
         for number in range(3):
-            writer.write(make_request(number))
+            writer.submit(make_request(number))
     writer.stop()
 
     assert len(writer) == 2
@@ -38,7 +38,7 @@ def test_flush_writes_in_order_when_back(tmp_path):
     writer = results.ResultWriter(backend, max_pending=10, retry_seconds=60)
     queued = [make_request(number) for number in range(3)]
     for request in queued:
-        writer.write(request)
+        writer.submit(request)
     writer.stop()
 
     server.start()
