@@ -15,7 +15,7 @@ LISTEN = "127.0.0.1:9090"
 # Number of uwsgi worker processes. Each one polls the requests it accepted.
 PROCESSES = 1
 
-# Concurrent greenlets per uwsgi worker: HTTP requests and polls together.
+# HTTP requests one uwsgi worker serves at once (uwsgi's gevent async cores).
 GEVENT_ASYNC_CORES = 10000
 
 # Storage backend: "sqlite" (an embedded file, the default) or "redis".
