@@ -90,7 +90,9 @@ class PollRequest:
     owner: str | None = None
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        # Every field is a scalar, so the deep copy of dataclasses.asdict,
+        # several times slower, is not needed.
+        return {name: getattr(self, name) for name in FIELD_NAMES}
 
     @classmethod
     def from_dict(cls, values):
