@@ -12,6 +12,7 @@ import falcon
 import digaas
 from digaas import access
 from digaas import export
+from digaas import groupcommit
 from digaas import jsonbody
 from digaas import model
 from digaas import offload
@@ -41,6 +42,7 @@ class RequestCollection:
         self._config = config
         self._owner = owner
         self._allowed_networks = access.parse_networks(config.NAMESERVER_ALLOW)
+        self._group_commit = groupcommit.GroupCommit(storage_backend.create_many)
 
     def on_post(self, req, resp):
         if len(self._poller) >= self._config.MAX_IN_FLIGHT:
@@ -61,7 +63,7 @@ class RequestCollection:
                                 self._config.NAMESERVER_ALLOW)
         request.owner = self._owner
 
-        self._storage.create(request)
+        self._group_commit.create(request)
         self._poller.start(request)
 
         resp.status = falcon.HTTP_202

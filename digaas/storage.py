@@ -34,6 +34,14 @@ class RequestNotFound(StorageError):
 class Storage(abc.ABC):
     """Backend that keeps poll requests, their results and query latencies."""
 
+    def create_many(self, requests):
+        """Store several new requests at once, all or none. Raises StorageError.
+
+        This version stores one at a time; backends write them in one step.
+        """
+        for request in requests:
+            self.create(request)
+
     def update_results(self, requests):
         """Write the result fields of several requests; return the set of ids not stored.
 

@@ -89,12 +89,16 @@ class RedisStorage(storage.Storage):
         self._run(self._redis.ping, "check")
 
     def create(self, request):
-        fields = {name: json.dumps(value) for name, value in request.to_dict().items()}
+        self.create_many([request])
+
+    def create_many(self, requests):
         pipeline = self._redis.pipeline(transaction=True)
-        pipeline.hset(self._request_key(request.id), mapping=fields)
-        pipeline.zadd(self._start_time_key(), {request.id: request.start_time})
-        if request.status == model.ACCEPTED:
-            pipeline.sadd(self._accepted_key(), request.id)
+        for request in requests:
+            fields = {name: json.dumps(value) for name, value in request.to_dict().items()}
+            pipeline.hset(self._request_key(request.id), mapping=fields)
+            pipeline.zadd(self._start_time_key(), {request.id: request.start_time})
+            if request.status == model.ACCEPTED:
+                pipeline.sadd(self._accepted_key(), request.id)
         self._run(pipeline.execute, "store request")
 
     def get(self, request_id):

@@ -93,11 +93,20 @@ class SqliteStorage(storage.Storage):
         self._execute("SELECT COUNT(*) FROM requests WHERE id = ''", (), "check")
 
     def create(self, request):
-        values = request.to_dict()
+        self.create_many([request])
+
+    def create_many(self, requests):
         columns = ", ".join(model.FIELD_NAMES)
         placeholders = ", ".join("?" for _ in model.FIELD_NAMES)
-        self._execute(f"INSERT INTO requests ({columns}) VALUES ({placeholders})",
-                      [values[name] for name in model.FIELD_NAMES], "store request")
+        rows = [[getattr(request, name) for name in model.FIELD_NAMES] for request in requests]
+        try:
+            with self._connection:
+                self._connection.execute("BEGIN")
+                self._connection.executemany(
+                    f"INSERT INTO requests ({columns}) VALUES ({placeholders})", rows)
+        except sqlite3.Error as error:
+            raise storage.StorageError(
+                f"sqlite {self.path!r}: store request failed: {error}") from error
 
     def get(self, request_id):
         columns = ", ".join(model.FIELD_NAMES)

@@ -1,0 +1,58 @@
+"""GroupCommit over a real sqlite storage, with concurrent greenlets."""
+
+import gevent
+import pytest
+
+from digaas import groupcommit
+from digaas import model
+from digaas import storage
+from digaas import storage_sqlite
+
+
+def make_request(number):
+    return model.PollRequest(id=f"group-{number:03d}", nameserver="127.0.0.1",
+                             zone_name="g.test.", start_time=number, timeout=5, frequency=1,
+                             condition=model.ZONE_EXISTS, accepted_at=1)
+
+
+@pytest.fixture
+def backend(tmp_path):
+    opened = storage_sqlite.SqliteStorage(str(tmp_path / "group.sqlite3"), busy_timeout_seconds=5)
+    yield opened
+    opened.close()
+
+
+def test_concurrent_creates_share_writes(backend):
+    batch_sizes = []
+
+    def create_many(requests):
+        batch_sizes.append(len(requests))
+        backend.create_many(requests)
+
+    committer = groupcommit.GroupCommit(create_many)
+    greenlets = [gevent.spawn(committer.create, make_request(number)) for number in range(50)]
+    gevent.joinall(greenlets, timeout=10, raise_error=True)
+
+    stored = [request.id for request in backend.iter_requests(storage.RequestQuery())]
+    assert stored == [f"group-{number:03d}" for number in range(50)]
+    assert sum(batch_sizes) == 50
+    assert len(batch_sizes) < 50
+
+
+def test_single_create_is_stored(backend):
+    committer = groupcommit.GroupCommit(backend.create_many)
+
+    committer.create(make_request(7))
+
+    assert backend.get("group-007").start_time == 7
+
+
+def test_failure_reaches_every_caller(backend):
+    committer = groupcommit.GroupCommit(backend.create_many)
+    backend.close()
+
+    greenlets = [gevent.spawn(committer.create, make_request(number)) for number in range(5)]
+    gevent.joinall(greenlets, timeout=10)
+
+    for greenlet in greenlets:
+        assert isinstance(greenlet.exception, storage.StorageError)
