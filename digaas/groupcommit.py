@@ -2,11 +2,10 @@
 
 One sqlite commit or one Redis round trip per POST dominated the cost of
 accepting a request. The first POST that finds no write under way becomes
-the leader: it lets the other greenlets that are ready run (so that their
-POSTs join the batch), writes every queued request with one
-create_many(), and wakes each POST with the outcome. Each POST still returns
-only after its own request is stored, and sees the storage's error if the
-write failed.
+the leader. It first lets the other ready greenlets run, so that their POSTs
+join the batch. Then it writes every queued request with one create_many()
+and wakes each POST with the outcome. Each POST still returns only after its
+own request is stored, and sees the storage's error if the write failed.
 """
 
 import gevent
