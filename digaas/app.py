@@ -71,6 +71,7 @@ class RequestCollection:
         resp.media = request.to_dict()
 
     def on_get(self, req, resp):
+        selection.check_known(req.params, selection.LISTING_PARAMETERS)
         query = selection.parse_query(req.params, window_required=False, paging=True)
         output_format = selection.parse_format(req.params)
 
@@ -125,6 +126,7 @@ class StatsResource:
         self._offloader = offloader
 
     def on_get(self, req, resp):
+        selection.check_known(req.params, selection.WINDOW_PARAMETERS)
         query = selection.parse_query(req.params, window_required=True)
         job = _job(query, kind="stats")
         resp.content_type = falcon.MEDIA_JSON
@@ -140,6 +142,7 @@ class PlotResource:
             raise falcon.HTTPNotFound(
                 title="Plot not found",
                 description=f"no plot kind {kind!r}: use one of " + ", ".join(plots.KINDS))
+        selection.check_known(req.params, selection.WINDOW_PARAMETERS)
         query = selection.parse_query(req.params, window_required=True)
         resp.content_type = "image/png"
         resp.data = self._offloader.run(_job(query, kind="plot", plot=kind))
@@ -160,7 +163,8 @@ def _logged_stream(chunks, req):
 
 
 def _handle_invalid_field(req, resp, error, params):
-    raise falcon.HTTPBadRequest(title="Invalid poll request", description=str(error))
+    title = "Invalid poll request" if req.method == "POST" else "Invalid query parameter"
+    raise falcon.HTTPBadRequest(title=title, description=str(error))
 
 
 def _handle_nameserver_not_allowed(req, resp, error, params):

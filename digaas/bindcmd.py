@@ -76,6 +76,11 @@ def describe(bind, zones):
         "add a record (BIND raises the serial by one on every record change):",
         f"  printf 'server 127.0.0.1 {bind.port}\\nzone NAME\\nupdate add www.NAME 300 A"
         " 192.0.2.1\\nsend\\n' | nsupdate",
+        "create a zone (write its file, then add it):",
+        f"  printf '@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 300\\n@ 300 IN NS ns1\\n"
+        f"ns1 300 IN A 127.0.0.1\\n' > {bind.workdir}/NAME.zone",
+        f"  rndc -c {bind.rndc_conf_path} addzone NAME '{{ type primary; file"
+        f" \"{bind.workdir}/NAME.zone\"; allow-update {{ any; }}; }};'",
         "delete a zone:",
         f"  rndc -c {bind.rndc_conf_path} delzone -clean NAME",
         f"workdir: {bind.workdir}",

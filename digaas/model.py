@@ -147,9 +147,11 @@ def _as_json(value):
 
 
 class MissingField(InvalidField):
-    def __init__(self, field, allowed):
+    """A required field (or, with kind="query parameter", parameter) is missing."""
+
+    def __init__(self, field, allowed, kind="field"):
         super().__init__(field, None, allowed)
-        self.args = (f"missing required field {field!r}: {allowed}",)
+        self.args = (f"missing required {kind} {field!r}: {allowed}",)
 
 
 def _is_number(value):

@@ -400,7 +400,11 @@ def _cdf_points(sorted_values):
     ranks = np.arange(count)
     if count > MAX_CDF_POINTS:
         ranks = np.unique(np.linspace(0, count - 1, MAX_CDF_POINTS).round().astype(np.int64))
-    return sorted_values[ranks], (ranks + 1) / count
+    # The curve starts at 0 at the smallest value, so that even a single
+    # request draws a visible step.
+    x = np.concatenate(([sorted_values[0]], sorted_values[ranks]))
+    y = np.concatenate(([0.0], (ranks + 1) / count))
+    return x, y
 
 
 def _draw_cdf(figure, columns, window):
@@ -543,18 +547,23 @@ def _draw_latency(figure, histograms, window):
         color = colors[label]
         marker = "." if middles.size <= MAX_MARKED_INTERVALS else None
 
+        # Median and p99 differ in marker as well as line style, so that a
+        # window of a single interval, drawn as points only, stays readable.
         axes.plot(dates_x, median_ms, color=color, linestyle="-", linewidth=1.6,
-                  marker=marker, label=f"{label} ({int(timeouts.sum()):,} timeouts)")
+                  marker=marker and "o", markersize=4,
+                  label=f"{label} ({int(timeouts.sum()):,} timeouts)")
         axes.plot(dates_x, p99_ms, color=color, linestyle="--", linewidth=1.2,
-                  marker=marker, label="_nolegend_")
+                  marker=marker and "^", markersize=4, label="_nolegend_")
 
         with_timeouts = timeouts > 0
         strip.plot(dates_x[with_timeouts], np.full(int(with_timeouts.sum()), row),
                    linestyle="none", marker="x", markersize=6, color=color)
 
     # Entries for the line styles, in black, after those for the colors.
-    axes.plot([], [], color="black", linestyle="-", linewidth=1.6, label="median")
-    axes.plot([], [], color="black", linestyle="--", linewidth=1.2, label="p99")
+    axes.plot([], [], color="black", linestyle="-", linewidth=1.6, marker="o", markersize=4,
+              label="median")
+    axes.plot([], [], color="black", linestyle="--", linewidth=1.2, marker="^", markersize=4,
+              label="p99")
     _add_legend_entry(axes, "interval with timeouts (top panel)", marker="x", color="black")
 
     # Ticks at 1, 2 and 5 times powers of ten, as plain numbers such as 0.5,

@@ -71,9 +71,9 @@ class Poller:
 
         poll = Poll(self, request)
         self._polls[request.id] = poll
-        LOG.info("request %s: polling %s port %s for %s %s every %s s for %s s",
+        LOG.info("request %s: polling %s port %s for %s %s every %s s, %.1f s left",
                  request.id, request.nameserver, request.port, request.zone_name,
-                 request.condition, request.frequency, request.timeout)
+                 request.condition, request.frequency, request.deadline - time.time())
         poll.schedule_slot()
         return poll
 
@@ -95,6 +95,7 @@ class Poller:
                 request.error = (f"digaas was not running at the deadline"
                                  f" ({format_time(request.deadline)}), so polling stopped"
                                  f" after {request.queries} queries")
+                LOG.info("request %s: ERROR, %s", request.id, request.error)
                 self._results.submit(request)
                 expired += 1
             else:
@@ -142,9 +143,9 @@ class Poller:
             "pending_results": len(self._results),
             "schedule_lag_seconds": {
                 "count": lag.answered,
-                "median": latency.percentile_seconds(lag.counts, 0.5),
-                "p90": latency.percentile_seconds(lag.counts, 0.9),
-                "p99": latency.percentile_seconds(lag.counts, 0.99),
+                "median": _clamped_percentile(lag, 0.5),
+                "p90": _clamped_percentile(lag, 0.9),
+                "p99": _clamped_percentile(lag, 0.99),
                 "max": lag.max_seconds if lag.answered else None,
             },
             "schedule_lag_bins": {str(index): count for index, count in sorted(lag.counts.items())},
@@ -190,8 +191,8 @@ class Poller:
 class Poll:
     """The schedule and state of one request's poll, driven by loop callbacks."""
 
-    __slots__ = ("poller", "request", "prepared", "origin", "deadline", "slot", "tally",
-                 "timer", "stopped")
+    __slots__ = ("poller", "request", "prepared", "origin", "deadline", "slot", "skip_lag",
+                 "tally", "timer", "stopped")
 
     def __init__(self, poller, request):
         self.poller = poller
@@ -201,7 +202,11 @@ class Poll:
         # cannot shift it; accepted_at anchors it to when the request arrived.
         self.origin = time.monotonic() - (time.time() - request.accepted_at)
         self.deadline = self.origin + request.timeout
-        self.slot = 0
+        # A request resumed after a restart starts at its latest slot due,
+        # and the wait while digaas was down is not counted as schedule lag.
+        due_slot = math.floor((time.monotonic() - self.origin) / request.frequency)
+        self.slot = max(0, due_slot)
+        self.skip_lag = due_slot > 0
         self.tally = None
         self.timer = None
         self.stopped = False
@@ -239,7 +244,10 @@ class Poll:
     def _on_slot(self, planned):
         now = time.monotonic()
         poller = self.poller
-        poller.schedule_lag.add(max(0.0, now - planned))
+        if self.skip_lag:
+            self.skip_lag = False
+        else:
+            poller.schedule_lag.add(max(0.0, now - planned))
 
         wait_seconds = poller.rate_limiter.reserve(self.request.nameserver, now)
         if wait_seconds > 0:
@@ -367,6 +375,14 @@ class Tally:
     rcodes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     not_authoritative: int = 0
     ignored_replies: int = 0
+
+
+def _clamped_percentile(histogram, fraction):
+    """Return a histogram percentile kept between its exact min and max, or None."""
+    value = latency.percentile_seconds(histogram.counts, fraction)
+    if value is None:
+        return None
+    return min(max(value, histogram.min_seconds), histogram.max_seconds)
 
 
 def format_time(unix_seconds):

@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 
@@ -25,6 +26,9 @@ def add_arguments(parser):
                              " created if missing")
     parser.add_argument("--nameserver", help="only requests to this nameserver address")
     parser.add_argument("--condition", help="only requests with this condition")
+    parser.add_argument("--token", default=os.environ.get("DIGAAS_API_TOKEN") or None,
+                        help="API token of a digaas with API_TOKEN set"
+                             " (default: the DIGAAS_API_TOKEN environment variable)")
 
 
 def _unix_seconds(text):
@@ -50,15 +54,16 @@ def run(args):
 
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.url.rstrip("/")
+    headers = {} if not args.token else {"Authorization": f"Bearer {args.token}"}
 
     try:
-        summary = _get(f"{base}/stats", params)
+        summary = _get(f"{base}/stats", params, headers)
         summary_path = args.out / "summary.json"
         summary_path.write_text(json.dumps(summary.json(), indent=2) + "\n")
         print(summary_path)
 
         for kind in plots.KINDS:
-            image = _get(f"{base}/plots/{kind}.png", params)
+            image = _get(f"{base}/plots/{kind}.png", params, headers)
             image_path = args.out / f"{kind}.png"
             image_path.write_bytes(image.content)
             print(image_path)
@@ -73,9 +78,10 @@ class ReportError(Exception):
     """digaas could not be reached or returned an error."""
 
 
-def _get(url, params):
+def _get(url, params, headers):
     try:
-        response = requests.get(url, params=params, timeout=HTTP_TIMEOUT_SECONDS)
+        response = requests.get(url, params=params, headers=headers,
+                                timeout=HTTP_TIMEOUT_SECONDS)
     except requests.RequestException as error:
         raise ReportError(f"GET {url} failed: {error}") from None
 

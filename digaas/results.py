@@ -12,6 +12,7 @@ one is dropped with an error log line that contains the whole result.
 
 import collections
 import dataclasses
+import json
 import logging
 
 import gevent
@@ -25,6 +26,9 @@ LOG = logging.getLogger(__name__)
 # Most results written in one batch.
 MAX_BATCH = 1000
 
+# During an outage, one log line per this many failed retries.
+RETRIES_PER_LOG_LINE = 30
+
 
 class ResultWriter:
     """Writes results from a greenlet of its own, in batches, retrying on failure."""
@@ -37,6 +41,7 @@ class ResultWriter:
         self._wakeup = gevent.event.Event()
         self._greenlet = None
         self._failing = False
+        self._failed_retries = 0
         # One batch at a time, so that flush() during a stop and the writer
         # greenlet never take the same results.
         self._writing = gevent.lock.Semaphore()
@@ -49,8 +54,8 @@ class ResultWriter:
         """Queue a copy of the request's result fields, without blocking (no I/O here)."""
         if len(self._pending) >= self._max_pending:
             LOG.error("request %s: result dropped because %d results already wait for"
-                      " the storage; the result was %r", request.id, len(self._pending),
-                      request.to_dict())
+                      " the storage; the result was %s", request.id, len(self._pending),
+                      json.dumps(request.to_dict()))
             return
 
         self._pending.append(dataclasses.replace(request))
@@ -93,11 +98,13 @@ class ResultWriter:
         except storage.StorageError as error:
             if not self._failing:
                 LOG.warning("request %s: storing the %s result failed, keeping it to retry"
-                            " every %s s with %d more: %s", batch[0].id, batch[0].status,
-                            self._retry_seconds, len(self._pending) - 1, error)
+                            " every %s s (%d results wait): %s", batch[0].id,
+                            batch[0].status, self._retry_seconds, len(self._pending), error)
             else:
-                LOG.warning("%d results still wait for the storage: %s",
-                            len(self._pending), error)
+                self._failed_retries += 1
+                if self._failed_retries % RETRIES_PER_LOG_LINE == 0:
+                    LOG.warning("%d results still wait for the storage after %d retries: %s",
+                                len(self._pending), self._failed_retries, error)
             self._failing = True
             return False
 
@@ -106,11 +113,12 @@ class ResultWriter:
         for request in batch:
             if request.id in missing:
                 LOG.error("request %s: the %s result was not stored because the storage no"
-                          " longer has the request; the result was %r", request.id,
-                          request.status, request.to_dict())
+                          " longer has the request; the result was %s", request.id,
+                          request.status, json.dumps(request.to_dict()))
         if self._failing and not self._pending:
             LOG.info("every queued result is stored")
             self._failing = False
+            self._failed_retries = 0
         return True
 
     @staticmethod

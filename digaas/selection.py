@@ -23,7 +23,8 @@ def _number(params, name, required):
     if text is None:
         if required:
             raise model.MissingField(name, "give the window as unix seconds, for example"
-                                     " start=1421867419&end=1421871019")
+                                     " start=1421867419&end=1421871019",
+                                     kind="query parameter")
         return None
     try:
         value = float(text)
@@ -52,6 +53,18 @@ def _choice(params, name, choices):
     if value is not None and value not in choices:
         raise model.InvalidField(name, value, "must be one of " + ", ".join(choices))
     return value
+
+
+WINDOW_PARAMETERS = ("start", "end", "nameserver", "condition")
+LISTING_PARAMETERS = WINDOW_PARAMETERS + ("status", "format", "offset", "limit")
+
+
+def check_known(params, known):
+    """Raise InvalidField for a query parameter the endpoint does not take."""
+    for name in params:
+        if name not in known:
+            raise model.InvalidField("parameter", name,
+                                     "accepted query parameters are " + ", ".join(known))
 
 
 def parse_query(params, *, window_required, paging=False):

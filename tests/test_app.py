@@ -294,3 +294,16 @@ def test_api_token_spares_root_only(backend):
     assert root.status_code == 200
     assert listing.status_code == 401
     assert stats.status_code == 401
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/requests", "stauts=ERROR"),
+    ("/stats", "start=0&end=1&format=csv"),
+    ("/plots/latency.png", "start=0&end=1&limit=3"),
+])
+def test_unknown_query_parameter_is_400(client, path, query):
+    result = client.simulate_get(path, query_string=query)
+
+    assert result.status_code == 400
+    assert result.json["title"] == "Invalid query parameter"
+    assert "accepted query parameters are" in result.json["description"]

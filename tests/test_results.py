@@ -29,7 +29,7 @@ def test_queue_bound_drops_with_log(tmp_path, caplog):
     dropped = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert len(dropped) == 1
     assert "result-2: result dropped" in dropped[0]
-    assert "'duration': 0.5" in dropped[0]
+    assert '"duration": 0.5' in dropped[0]
 
 
 def test_flush_writes_in_order_when_back(tmp_path):
