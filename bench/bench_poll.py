@@ -38,6 +38,7 @@ traffic stays on 127.0.0.1.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -331,12 +332,14 @@ def run_naive(bind, named_pid, zones, frequency, args, workdir, request_count=No
 
 # Phases: the digaas service.
 
-def run_service(bind, named_pid, zones, fidelity_zones, processes, request_count, frequency, args, workdir):
+def run_service(bind, named_pid, zones, fidelity_zones, processes, request_count, frequency, args, workdir,
+                result):
+    """Run one digaas phase, filling result as it goes so that a stopped run keeps what it measured."""
     label = f"{processes} process{'es' if processes > 1 else ''}, frequency {frequency:g} s"
     settings = dict(SERVICE_SETTINGS, PROCESSES=processes)
     service_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"service-{processes}-", dir=workdir))
     service = LocalService(service_dir, settings=settings).start()
-    result = {"processes": processes, "requests": request_count, "frequency": frequency, "settings": settings}
+    result.update(processes=processes, requests=request_count, frequency=frequency, settings=settings)
     try:
         workers = benchlib.uwsgi_worker_pids(service.process.pid, processes)
 
@@ -447,19 +450,28 @@ def check_fidelity(service, bind, zones, args):
 
 
 def wait_for_records(service, ids, deadline):
-    """GET each request until it leaves ACCEPTED or the deadline passes; return the records."""
+    """GET each request until it leaves ACCEPTED or the deadline passes; return the records.
+
+    The GETs run FIDELITY_POST_THREADS at a time, because under load each
+    one waits for the worker to accept its connection.
+    """
     records = {}
-    while True:
-        for request_id in ids:
-            if request_id in records:
-                continue
-            record = requests.get(f"{service.url}/requests/{request_id}", timeout=10,
-                                 headers=benchlib.CLOSE_CONNECTION).json()
-            if record["status"] != "ACCEPTED":
-                records[request_id] = record
-        if len(records) == len(ids) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+
+    def fetch(request_id):
+        if time.monotonic() > deadline:
+            return
+        record = requests.get(f"{service.url}/requests/{request_id}", timeout=METRICS_TIMEOUT_SECONDS,
+                              headers=benchlib.CLOSE_CONNECTION).json()
+        if record["status"] != "ACCEPTED":
+            records[request_id] = record
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=FIDELITY_POST_THREADS) as executor:
+        while True:
+            pending = [request_id for request_id in ids if request_id not in records]
+            list(executor.map(fetch, pending))
+            if len(records) == len(ids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     return [records.get(request_id) for request_id in ids]
 
 
@@ -578,7 +590,7 @@ def compute_ratios(phases):
     }
 
 
-def run_phase(phase, bind, named_pid, zones, fidelity_zones, args, workdir):
+def run_phase(phase, bind, named_pid, zones, fidelity_zones, args, workdir, result):
     if phase == "dnsperf":
         return run_dnsperf(bind, named_pid, zones, args, workdir)
     if phase == "naive":
@@ -587,11 +599,13 @@ def run_phase(phase, bind, named_pid, zones, fidelity_zones, args, workdir):
         return run_naive(bind, named_pid, zones, args.max_frequency, args, workdir, args.requests_max)
     if phase == "one":
         return run_service(bind, named_pid, zones, fidelity_zones, 1, args.requests, args.frequency,
-                           args, workdir)
+                           args, workdir, result)
     if phase == "one-max":
-        return run_service(bind, named_pid, zones, [], 1, args.requests_max, args.max_frequency, args, workdir)
+        return run_service(bind, named_pid, zones, [], 1, args.requests_max, args.max_frequency, args, workdir,
+                           result)
     if phase == "two":
-        return run_service(bind, named_pid, zones, [], 2, args.requests_two, args.frequency, args, workdir)
+        return run_service(bind, named_pid, zones, [], 2, args.requests_two, args.frequency, args, workdir,
+                           result)
     raise ValueError(f"unknown phase {phase!r}; use one of {', '.join(PHASES)}")
 
 
@@ -606,6 +620,23 @@ def main(argv=None):
 
     zones = load_zone_names(args.zones)
     fidelity_zones = fidelity_zone_names(args.fidelity_zones)
+    # The file is rewritten after every phase, so a run that is stopped
+    # keeps the phases it finished.
+    path = benchlib.results_path("poll")
+    try:
+        run_phases(args, result, zones, fidelity_zones, path)
+    except SystemExit as stop:
+        result["stopped"] = str(stop)
+        benchlib.write_results("poll", result, path)
+        raise
+
+    result["ratios"] = compute_ratios(result["phases"])
+    print_tables(result)
+    benchlib.write_results("poll", result, path)
+    print(f"\nresults written to {path}")
+
+
+def run_phases(args, result, zones, fidelity_zones, path):
     with tempfile.TemporaryDirectory(prefix="bench-poll-") as workdir:
         with LocalBind(os.path.join(workdir, "bind"), listen_ipv6=False) as bind:
             print(f"BIND9 on 127.0.0.1 port {bind.port}: adding {len(zones) + len(fidelity_zones)} zones",
@@ -616,18 +647,15 @@ def main(argv=None):
             for phase in args.phases:
                 result["load_average_before_" + phase] = benchlib.load_average()
                 try:
+                    result["phases"][phase] = {}
                     result["phases"][phase] = run_phase(phase, bind, named_pid, zones, fidelity_zones,
-                                                        args, workdir)
+                                                        args, workdir, result["phases"][phase])
                 except (RuntimeError, OSError, ValueError, KeyError, requests.RequestException) as error:
                     # The other phases still run, and the error goes into the results.
                     print(f"phase {phase} failed: {error!r}", flush=True)
                     result["phases"][phase] = {"error": repr(error)}
+                benchlib.write_results("poll", result, path)
             result["load_average_at_end"] = benchlib.load_average()
-
-    result["ratios"] = compute_ratios(result["phases"])
-    print_tables(result)
-    path = benchlib.write_results("poll", result)
-    print(f"\nresults written to {path}")
 
 
 if __name__ == "__main__":

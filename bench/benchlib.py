@@ -268,11 +268,17 @@ def ratio(numerator, denominator):
     return round(numerator / denominator, 3)
 
 
-def write_results(benchmark, result):
-    """Write result as JSON to bench/results/BENCHMARK-<UTC time>.json; return the path."""
+def results_path(benchmark):
+    """Return bench/results/BENCHMARK-<UTC time>.json, creating bench/results if needed."""
     RESULTS_DIRECTORY.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIRECTORY / f"{benchmark}-{stamp}.json"
+    return RESULTS_DIRECTORY / f"{benchmark}-{stamp}.json"
+
+
+def write_results(benchmark, result, path=None):
+    """Write result as JSON to path, by default a new results_path(benchmark); return the path."""
+    if path is None:
+        path = results_path(benchmark)
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return path
 
