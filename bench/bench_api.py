@@ -6,14 +6,15 @@ The script starts, on free loopback ports:
 - a redis-server without persistence;
 - digaas on sqlite and digaas on Redis (LocalService, one uwsgi worker each);
 - bench/echo_app.py, a falcon app that only echoes the POST body and returns
-  a fixed record on GET, under uwsgi with the options of uwsgi.ini (gevent
-  with 10000 async cores, early monkey patching, one process, http-socket,
-  lazy-apps, post-buffering 0, disable-logging), given on the command line.
+  a fixed record on GET. It runs under uwsgi with the options of uwsgi.ini
+  given on the command line: gevent with 10000 async cores, early monkey
+  patching, one process, http-socket, lazy-apps, post-buffering 0 and
+  disable-logging.
 
 Then wrk (`wrk -t2 -c64 -d15s --latency` with a Lua script) runs each
-endpoint against each server in turn, for --rounds rounds, and the script
+endpoint against each server in turn, for --rounds rounds. The script
 prints requests per second, latency percentiles, errors and the CPU the
-server used, with the ratio digaas / echo per endpoint and storage.
+server used, and the ratio digaas / echo per endpoint and storage.
 
 A posted request polls the zone every second with a condition that is never
 met and a timeout of 2 s, so each POST costs about two DNS queries and one

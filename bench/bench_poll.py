@@ -13,25 +13,32 @@ One run starts one throwaway BIND9 (LocalBind, 127.0.0.1 only) with
   --requests poll requests in flight whose condition is never met
   (serial_not_lower with a serial above the zones'). After --warmup seconds
   the script reads GET /metrics and BIND's query counters, waits
-  --duration seconds and reads both again. Then, with that load still in
-  flight, the timing-fidelity check runs: --fidelity-zones requests wait for
-  a serial one above their zone's, the script raises each zone's serial at a
-  known time, and every duration must fall between the change and one
+  --duration seconds and reads both again. Then the timing-fidelity check
+  runs with that load still in flight. --fidelity-zones requests wait for a
+  serial one above their zone's, and the script raises each zone's serial
+  at a known time. Every duration must fall between the change and one
   frequency (plus 20 ms) after it.
 - two: the same as "one" with PROCESSES=2 and --requests-two requests.
+- naive-max and one-max: the naive engine and "one" with --requests-max
+  requests at --max-frequency, which offers more queries than either engine
+  sends, so their rates are the engines' maximums.
 
 The primary rate is the count of queries BIND9 received per second, from its
 statistics channel; the engine's own counters are shown beside it. Schedule
 lag is how late a query went out against its planned slot: digaas reports it
 in GET /metrics as cumulative histogram bins (digaas/latency.py), and the
 difference of two readings is the window's histogram. With two workers
-GET /metrics is answered by one worker per connection, so the script asks
-until it has seen each worker and reports each one's lag separately.
+each GET /metrics reaches one worker, so the script asks up to
+METRICS_ATTEMPTS times until it has seen each worker, and reports the lag
+of each worker it saw.
 
 Run from the repository root with the Python that has the requirements:
 
-    python bench/bench_poll.py            # full run, about 4 minutes
-    python bench/bench_poll.py --quick    # smoke run, about 1 minute
+    python bench/bench_poll.py            # full run, about 10 minutes
+    python bench/bench_poll.py --quick    # smoke run, about 1.5 minutes
+
+Posting slows down as the polls take the worker's time, so on a busy
+machine a full run can take much longer.
 
 Results print as tables and go to bench/results/poll-<UTC time>.json. All
 traffic stays on 127.0.0.1.
@@ -174,7 +181,7 @@ def bind_rate(first, second):
 
 
 def read_metrics_by_worker(url, workers_expected):
-    """GET /metrics on new connections until every worker has answered once.
+    """GET /metrics on new connections until every worker has responded once.
 
     Returns {worker owner: (wall time, metrics)}. With several workers, the
     kernel hands each new connection to one of them, so some attempts
@@ -430,7 +437,7 @@ def check_fidelity(service, bind, zones, args):
     zones_posted = [zone for zone, request_id in zip(zones, ids) if request_id is not None]
     ids = [request_id for request_id in ids if request_id is not None]
 
-    # Every request sees the old serial at least once before its change.
+    # Every request receives the old serial at least once before its change.
     time.sleep(frequency + 0.5)
     generator = random.Random(args.seed)
     changes_start = time.time()
@@ -583,7 +590,7 @@ def compute_ratios(phases):
 
     return {
         "one / naive (same frequency)": benchlib.ratio(bind_qps("one"), bind_qps("naive")),
-        "one-max / naive-max (both saturated)": benchlib.ratio(bind_qps("one-max"), bind_qps("naive-max")),
+        "one-max / naive-max (at --max-frequency)": benchlib.ratio(bind_qps("one-max"), bind_qps("naive-max")),
         "one / dnsperf": benchlib.ratio(bind_qps("one"), bind_qps("dnsperf")),
         "one-max / dnsperf": benchlib.ratio(bind_qps("one-max"), bind_qps("dnsperf")),
         "two / one (two workers, twice the requests)": benchlib.ratio(bind_qps("two"), bind_qps("one")),

@@ -48,7 +48,7 @@ def parse_arguments(argv):
     parser.add_argument("--zones-file", required=True,
                         help="file with one zone name a line; request i polls zone i modulo their count")
     parser.add_argument("--requests", type=int, default=20000, help="greenlets, one per request (default 20000)")
-    parser.add_argument("--frequency", type=float, default=1.0, help="seconds slept after each answer (default 1)")
+    parser.add_argument("--frequency", type=float, default=1.0, help="seconds slept after each response (default 1)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (default 5)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the window (default 30)")
     parser.add_argument("--query-timeout", type=float, default=1.0, help="seconds per query (default 1)")
@@ -56,7 +56,7 @@ def parse_arguments(argv):
 
 
 class Counters:
-    """What the greenlets sent inside the measurement window."""
+    """Counts and schedule lag of the queries sent inside the measurement window."""
 
     def __init__(self, window_start, window_end):
         self.window_start = window_start
