@@ -19,7 +19,7 @@ setup(
     data_files=[("share/digaas", ["uwsgi.ini"])],
     # Lower bounds only; requirements.txt pins the versions that are tested.
     install_requires=["dnspython>=2.6", "falcon>=4.0", "gevent>=24.2", "matplotlib>=3.8",
-                      "numpy>=1.26", "redis>=5.0",
+                      "hiredis>=2.0", "numpy>=1.26", "redis>=5.0",
                       "requests>=2.28", "uWSGI>=2.0.22"],
     entry_points={"console_scripts": ["digaas = digaas.cli:main"]},
 )

@@ -169,6 +169,28 @@ def test_iter_columns_reads_fields(backend):
                     (0.25, "192.0.2.2")]
 
 
+def test_redis_selection_skips_a_request_deleted_after_indexing(redis_url, redis_flushed):
+    backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
+    store_table(backend)
+    redis.Redis.from_url(redis_url).delete(backend._request_key("id-2"))
+
+    selected = ids(backend.iter_requests(storage.RequestQuery()))
+
+    assert selected == ["id-6", "id-1", "id-3", "id-4", "id-5"]
+    backend.close()
+
+
+def test_redis_selection_keeps_text_that_needs_escaping(redis_url, redis_flushed):
+    backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
+    request = make_request(zone_name='q\\"uote\u00e9.\u4f8b.', error='bad "reply",\n\tagain')
+    backend.create(request)
+
+    (stored,) = backend.iter_requests(storage.RequestQuery())
+
+    assert stored == request
+    backend.close()
+
+
 def test_iter_columns_rejects_unknown_field(backend):
     with pytest.raises(ValueError):
         list(backend.iter_columns(storage.RequestQuery(), ("id; DROP TABLE requests",)))
