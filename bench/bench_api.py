@@ -86,6 +86,7 @@ ECHO_UWSGI_OPTIONS = {
     "worker-reload-mercy": "5",
     "disable-logging": "true",
     "post-buffering": "0",
+    "add-header": "Connection: close",
 }
 # Options of uwsgi.ini that name digaas's code, and so differ for the echo app.
 OPTIONS_NAMING_THE_APP = {"pythonpath", "module"}

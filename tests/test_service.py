@@ -1,6 +1,7 @@
 """End to end: the real uwsgi server polling a real BIND9, on both storages."""
 
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -301,3 +302,35 @@ def test_deep_nesting_is_400(service):
 
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["description"]
+
+
+def test_kept_connections_lose_no_request(service, bind, unique_zone):
+    # uwsgi's http-socket closes the connection after each response. Without
+    # "Connection: close", a client that keeps connections sends its next
+    # request into the closing socket and gets a reset.
+    bind.add_zone(unique_zone, serial=1)
+    before = stored_count(service)
+    failures = []
+
+    def post_many(count):
+        with requests.Session() as session:
+            for _ in range(count):
+                try:
+                    response = session.post(service.url + "/requests", timeout=10,
+                                            json=poll_body(bind, unique_zone))
+                except requests.ConnectionError as error:
+                    failures.append(repr(error))
+                    continue
+                if response.status_code != 202:
+                    failures.append(f"{response.status_code} {response.text}")
+                elif response.headers.get("Connection", "").lower() != "close":
+                    failures.append(f"no Connection: close in {dict(response.headers)}")
+
+    threads = [threading.Thread(target=post_many, args=(100,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert stored_count(service) == before + 800
