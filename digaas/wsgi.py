@@ -4,6 +4,7 @@ This is the only module that builds an app when imported, because uwsgi
 loads the WSGI callable by importing a module (see uwsgi.ini).
 """
 
+import gc
 import logging
 import socket
 
@@ -89,6 +90,10 @@ def create_application():
     except ImportError:
         pass
 
+    # The modules and the app live as long as the worker. Moving their
+    # objects out of the collector's reach shortens every full collection,
+    # which stops the loop and so delays the polls' queries.
+    gc.freeze()
     return application
 
 
