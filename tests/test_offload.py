@@ -1,4 +1,4 @@
-"""Polls keep their schedule while a large plot renders in a child process."""
+"""Analysis jobs: polls keep their schedule during a large plot, and jobs read only what they need."""
 
 import sqlite3
 import time
@@ -7,6 +7,8 @@ import uuid
 import requests
 
 from digaas import model
+from digaas import offload
+from digaas import storage_sqlite
 from digaas.localservice import LocalService
 from fakens import FakeNameserver
 
@@ -65,3 +67,30 @@ def test_polls_continue_during_plot(tmp_path):
     assert render_seconds > 10 * FREQUENCY_SECONDS
     # A stalled loop would send next to nothing while the plot renders.
     assert len(during) >= scheduled / 2
+
+
+class CountingReads(storage_sqlite.SqliteStorage):
+    """A real sqlite storage that counts the request rows it reads."""
+
+    rows_read = 0
+
+    def iter_columns(self, query, columns):
+        for row in super().iter_columns(query, columns):
+            self.rows_read += 1
+            yield row
+
+
+def test_latency_plot_reads_no_request(tmp_path):
+    path = str(tmp_path / "digaas.sqlite3")
+    backend = CountingReads(path, busy_timeout_seconds=5)
+    fill_sqlite(path, 1000)
+    job = {"kind": "plot", "start": 0, "end": 10**6}
+
+    latency_png = offload.run_job(dict(job, plot="latency"), backend)
+    reads_for_latency = backend.rows_read
+    offload.run_job(dict(job, plot="propagation_cdf"), backend)
+
+    assert latency_png.startswith(b"\x89PNG")
+    assert reads_for_latency == 0
+    assert backend.rows_read == 1000
+    backend.close()
