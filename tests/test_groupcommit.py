@@ -56,3 +56,21 @@ def test_failure_reaches_every_caller(backend):
 
     for greenlet in greenlets:
         assert isinstance(greenlet.exception, storage.StorageError)
+
+
+def test_creates_over_several_loop_passes_share_writes():
+    # Under uwsgi the POSTs of concurrent clients reach create() in
+    # different passes of the loop, about a millisecond apart. The
+    # write here takes no time, so only the leader's wait can batch them.
+    batches = []
+
+    def create_later(number):
+        gevent.sleep(number * groupcommit.GATHER_STEP_SECONDS / 2)
+        committer.create(number)
+
+    committer = groupcommit.GroupCommit(batches.append)
+    greenlets = [gevent.spawn(create_later, number) for number in range(8)]
+    gevent.joinall(greenlets, timeout=10, raise_error=True)
+
+    assert sorted(number for batch in batches for number in batch) == list(range(8))
+    assert len(batches) < 8
