@@ -133,8 +133,12 @@ class RedisStorage(storage.Storage):
                            "read request")
         if not fields:
             return None
-        values = {name.decode(): json.loads(text) for name, text in fields.items()}
-        return model.PollRequest.from_dict(values)
+
+        # Every field name is a plain identifier and every value a JSON
+        # text, so the hash joins into one JSON object: one json.loads in
+        # place of one per field, the larger part of a GET's cost.
+        text = b"{" + b",".join(b'"%s":%s' % item for item in fields.items()) + b"}"
+        return model.PollRequest.from_dict(json.loads(text))
 
     def update_results(self, requests):
         pipeline = self._redis.pipeline(transaction=False)
