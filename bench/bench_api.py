@@ -87,6 +87,7 @@ ECHO_UWSGI_OPTIONS = {
     "disable-logging": "true",
     "post-buffering": "0",
     "add-header": "Connection: close",
+    "buffer-size": "32768",
 }
 # Options of uwsgi.ini that name digaas's code, and so differ for the echo app.
 OPTIONS_NAMING_THE_APP = {"pythonpath", "module"}

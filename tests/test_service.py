@@ -334,3 +334,16 @@ def test_kept_connections_lose_no_request(service, bind, unique_zone):
 
     assert failures == []
     assert stored_count(service) == before + 800
+
+
+@pytest.mark.parametrize("path", ["/stats", "/requests", "/plots/propagation_cdf.png"])
+def test_long_query_string_is_400(service, path):
+    # Past uwsgi's default buffer of 4096 bytes, uwsgi closed the connection
+    # without any response.
+    name = "x" * 10000
+
+    response = requests.get(service.url + path, params={name: "1", "start": "0", "end": "1"},
+                            timeout=10)
+
+    assert response.status_code == 400
+    assert "accepted query parameters are" in response.json()["description"]
