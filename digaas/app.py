@@ -203,7 +203,8 @@ def _serialize_error(req, resp, error):
     if "description" not in body:
         if error.status_code == 404:
             body["description"] = (f"nothing at {req.path}: the endpoints are /, /requests,"
-                                   " /requests/{id}, /stats and /plots/{kind}.png")
+                                   " /requests/{id}, /stats, /plots/{kind}.png, /metrics"
+                                   " and /openapi.json")
         elif error.status_code == 405:
             allowed = (error.headers or {}).get("Allow", "")
             body["description"] = f"{req.method} is not allowed on {req.path}; use {allowed}"

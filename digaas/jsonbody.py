@@ -48,10 +48,17 @@ def read_json_body(req, max_body_bytes):
         raise falcon.HTTPBadRequest(
             title="Invalid poll request",
             description="the body is nested too deeply: send a flat JSON object") from None
+    except _RejectedJson as error:
+        raise falcon.HTTPBadRequest(title="Invalid poll request",
+                                    description=f"the body is rejected: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise falcon.HTTPBadRequest(
             title="Invalid poll request",
             description=f"the body is not valid JSON: {error}") from None
+
+
+class _RejectedJson(ValueError):
+    """JSON that parses but that digaas does not accept."""
 
 
 def _reject_constant(name):
@@ -61,7 +68,8 @@ def _reject_constant(name):
 def _parse_integer(text):
     digits = len(text.lstrip("-"))
     if digits > MAX_INTEGER_DIGITS:
-        raise ValueError(f"an integer with {digits} digits is too long")
+        raise _RejectedJson(f"an integer with {digits} digits is too long:"
+                            f" at most {MAX_INTEGER_DIGITS} digits")
     return int(text)
 
 
@@ -69,6 +77,6 @@ def _reject_repeated_keys(pairs):
     result = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"key {key!r} appears more than once")
+            raise _RejectedJson(f"key {key!r} appears more than once; send each key once")
         result[key] = value
     return result

@@ -118,6 +118,14 @@ INPUT_FIELDS = ("nameserver", "port", "zone_name", "serial", "start_time",
 RECORD_FIELDS = ("record_name", "rdatatype", "rdata")
 REQUIRED_FIELDS = ("nameserver", "zone_name", "start_time", "timeout",
                    "frequency", "condition")
+REQUIRED_FIELD_MEANINGS = {
+    "nameserver": "give the IPv4 or IPv6 address of the nameserver to poll, such as 192.0.2.53",
+    "zone_name": "give the zone to poll, such as example.com.",
+    "start_time": "give the unix seconds when the change was made, such as 1421867419.5",
+    "timeout": "give the seconds to poll before giving up, greater than 0",
+    "frequency": "give the seconds between queries, such as 1",
+    "condition": "give one of " + ", ".join(CONDITIONS),
+}
 
 
 class InvalidField(ValueError):
@@ -216,7 +224,7 @@ def _canonical_name(text):
 
 
 def _dns_name(field, value):
-    allowed = "must be a DNS name such as example.com. (letters, digits, hyphens, dots)"
+    allowed = "must be a DNS name such as example.com., labels of 1 to 63 characters between dots"
     if not isinstance(value, str) or not value or value != value.strip():
         raise InvalidField(field, value, allowed)
 
@@ -228,7 +236,8 @@ def _dns_name(field, value):
     try:
         return _canonical_name(value)
     except dns.exception.DNSException as error:
-        raise InvalidField(field, value, f"{allowed}; {error}") from None
+        reason = str(error).rstrip(".")
+        raise InvalidField(field, value, f"{allowed} ({reason[:1].lower()}{reason[1:]})") from None
 
 
 def _record_name(value, zone_name):
@@ -309,7 +318,7 @@ def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
 
     for field in REQUIRED_FIELDS:
         if field not in body:
-            raise MissingField(field, "see the accepted fields in the README")
+            raise MissingField(field, REQUIRED_FIELD_MEANINGS[field])
 
     condition, rdata = _split_legacy_condition(body)
     if condition not in CONDITIONS:

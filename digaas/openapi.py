@@ -350,7 +350,8 @@ def _unix_seconds_parameter(name, required):
         "in": "query",
         "required": required,
         "description": f"{meaning}, in unix seconds. end must not be before start.",
-        "schema": {"type": "number"},
+        "schema": {"type": "number", "minimum": -model.MAX_START_TIME,
+                   "maximum": model.MAX_START_TIME},
     }
 
 

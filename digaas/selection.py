@@ -32,6 +32,11 @@ def _number(params, name, required):
         raise model.InvalidField(name, text, "must be unix seconds, such as 1421867419.5") from None
     if not math.isfinite(value):
         raise model.InvalidField(name, text, "must be a finite number of unix seconds")
+    if abs(value) > model.MAX_START_TIME:
+        raise model.InvalidField(
+            name, text, f"must be unix seconds from -{model.MAX_START_TIME} to"
+                        f" {model.MAX_START_TIME} (year 9999); a value this large is often"
+                        " milliseconds, so divide it by 1000")
     return value
 
 

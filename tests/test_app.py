@@ -9,6 +9,7 @@ import pytest
 import digaas
 import digaas_config
 from digaas import app
+from digaas import model
 from digaas import poll
 from digaas import storage_sqlite
 
@@ -307,3 +308,40 @@ def test_unknown_query_parameter_is_400(client, path, query):
     assert result.status_code == 400
     assert result.json["title"] == "Invalid query parameter"
     assert "accepted query parameters are" in result.json["description"]
+
+
+def test_window_in_milliseconds_is_400(client):
+    result = client.simulate_get("/stats", params={"start": "1796427800000",
+                                                   "end": "1796427900000"})
+
+    assert result.status_code == 400
+    assert "1796427800000" in result.json["description"]
+    assert "milliseconds" in result.json["description"]
+
+
+@pytest.mark.parametrize("field", model.REQUIRED_FIELDS)
+def test_missing_field_says_what_to_give(client, field):
+    body = {"nameserver": "127.0.0.1", "zone_name": "m.test.", "start_time": 1, "timeout": 1,
+            "frequency": 1, "condition": "zone_exists"}
+    del body[field]
+
+    result = client.simulate_post("/requests", json=body)
+
+    assert result.status_code == 400
+    assert result.json["description"].startswith(f"missing required field '{field}': give ")
+
+
+def test_repeated_key_is_rejected_not_called_invalid(client):
+    result = client.simulate_post("/requests", body='{"timeout": 30, "timeout": 31}')
+
+    assert result.status_code == 400
+    assert result.json["description"] == ("the body is rejected: key 'timeout' appears more"
+                                          " than once; send each key once")
+
+
+def test_not_found_lists_every_endpoint(client):
+    result = client.simulate_get("/nothing")
+
+    for endpoint in ("/requests/{id}", "/stats", "/plots/{kind}.png", "/metrics",
+                     "/openapi.json"):
+        assert endpoint in result.json["description"]
