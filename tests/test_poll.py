@@ -9,36 +9,46 @@ from digaas import model
 from digaas import poll
 from digaas import storage_sqlite
 
-POLLS = 400
+
+def stored_requests(backend, bind, zone, count, **fields):
+    """Store count ACCEPTED serial_not_lower requests for zone on bind and return them."""
+    requests = [model.PollRequest(
+        id=f"{zone}{index}", nameserver="127.0.0.1", port=bind.port, zone_name=zone,
+        start_time=time.time(), condition=model.SERIAL_NOT_LOWER, accepted_at=time.time(),
+        **fields) for index in range(count)]
+    backend.create_many(requests)
+    return requests
+
+
+def wait_until(condition, timeout_seconds=10):
+    deadline = time.monotonic() + timeout_seconds
+    while not condition() and time.monotonic() < deadline:
+        gevent.sleep(0.05)
 
 
 def test_waiting_polls_keep_few_objects_for_the_collector(bind, unique_zone, tmp_path):
     # Full collections traverse every tracked object and stop the loop
     # meanwhile, so each waiting poll adds to every query's schedule lag.
+    polls = 400
     bind.add_zone(unique_zone, serial=1)
     backend = storage_sqlite.SqliteStorage(str(tmp_path / "digaas.sqlite3"),
                                            busy_timeout_seconds=5)
     poller = poll.Poller(backend, dns_query_timeout_seconds=2)
-    requests = [model.PollRequest(
-        id=f"gc-{index}", nameserver="127.0.0.1", port=bind.port, zone_name=unique_zone,
-        serial=2, start_time=time.time(), timeout=60, frequency=30,
-        condition=model.SERIAL_NOT_LOWER, accepted_at=time.time()) for index in range(POLLS)]
-    backend.create_many(requests)
+    requests = stored_requests(backend, bind, unique_zone, polls, serial=2, timeout=60,
+                               frequency=30)
     gevent.sleep(0)
     gc.collect()
     tracked_before = len(gc.get_objects())
 
     for request in requests:
         poller.start(request)
-    deadline = time.monotonic() + 10
-    while poller.queries_sent < POLLS and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    wait_until(lambda: poller.queries_sent >= polls)
     gevent.sleep(0.1)
     gc.collect()
-    tracked_per_poll = (len(gc.get_objects()) - tracked_before) / POLLS
+    tracked_per_poll = (len(gc.get_objects()) - tracked_before) / polls
 
     try:
-        assert poller.queries_sent == POLLS
+        assert poller.queries_sent == polls
         assert all(request.status == model.ACCEPTED for request in requests)
         # The request, the poll, its timer and the timer's bound method,
         # with a little room for objects shared by all polls.
@@ -46,3 +56,28 @@ def test_waiting_polls_keep_few_objects_for_the_collector(bind, unique_zone, tmp
     finally:
         poller.kill(timeout_seconds=5)
         backend.close()
+
+
+def test_finished_polls_are_freed_without_the_collector(bind, unique_zone, tmp_path):
+    # A finished poll in a reference cycle waits for a collection, and such
+    # long-lived garbage makes the full collections that delay queries.
+    bind.add_zone(unique_zone, serial=5)
+    backend = storage_sqlite.SqliteStorage(str(tmp_path / "digaas.sqlite3"),
+                                           busy_timeout_seconds=5)
+    poller = poll.Poller(backend, dns_query_timeout_seconds=2)
+    requests = stored_requests(backend, bind, unique_zone, 50, serial=5, timeout=10, frequency=1)
+
+    gc.collect()
+    gc.disable()
+    try:
+        for request in requests:
+            poller.start(request)
+        wait_until(lambda: len(poller) == 0)
+        polls_left = sum(isinstance(tracked, poll.Poll) for tracked in gc.get_objects())
+    finally:
+        gc.enable()
+        poller.kill(timeout_seconds=5)
+        backend.close()
+
+    assert all(request.status == model.COMPLETED for request in requests)
+    assert polls_left == 0
