@@ -30,12 +30,10 @@ import argparse
 import contextlib
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
 import pathlib
-import platform
 import random
 import shutil
 import signal
@@ -52,6 +50,8 @@ sys.path.insert(0, str(REPOSITORY_ROOT))
 
 import redis  # noqa: E402
 import requests  # noqa: E402
+
+import benchlib  # noqa: E402
 
 import digaas_config  # noqa: E402
 from digaas import export  # noqa: E402
@@ -718,35 +718,12 @@ def source_digest():
 
 
 def machine_description():
-    cpu_model = None
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.partition(":")[2].strip()
-                break
-    memory_total_kb = None
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory_total_kb = int(line.split()[1])
-    packages = {}
-    for package in PACKAGES:
-        try:
-            packages[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            packages[package] = None
-    return {
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "memory_total_kb": memory_total_kb,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": packages,
-        "redis_server": command_output(["redis-server", "--version"]),
-        "sqlite": sqlite3.sqlite_version,
-        "git_commit": command_output(["git", "rev-parse", "HEAD"]),
-        "git_dirty": bool(command_output(["git", "status", "--porcelain", "--", *SOURCE_PATHS])),
-    }
+    """Return benchlib's machine description with sqlite's version and the state of SOURCE_PATHS."""
+    description = benchlib.machine_description(packages=PACKAGES)
+    description["sqlite"] = sqlite3.sqlite_version
+    description["git_dirty"] = bool(command_output(["git", "status", "--porcelain", "--",
+                                                    *SOURCE_PATHS]))
+    return description
 
 
 def format_table(results):

@@ -60,8 +60,11 @@ def uwsgi_executable():
     return str(beside_python) if beside_python.is_file() else "uwsgi"
 
 
-def machine_description():
-    """Return the CPU, memory and software versions of this machine, for the results."""
+def machine_description(packages=PACKAGES):
+    """Return the CPU, memory and software versions of this machine, for the results.
+
+    packages names the Python distributions whose versions are listed.
+    """
     cpu_model = None
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -74,12 +77,12 @@ def machine_description():
             if line.startswith("MemTotal:"):
                 memory_total_kib = int(line.split()[1])
 
-    packages = {}
-    for package in PACKAGES:
+    versions = {}
+    for package in packages:
         try:
-            packages[package] = importlib.metadata.version(package)
+            versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            packages[package] = None
+            versions[package] = None
 
     return {
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -87,7 +90,7 @@ def machine_description():
         "memory_total_kib": memory_total_kib,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "packages": packages,
+        "packages": versions,
         "uwsgi": command_output([uwsgi_executable(), "--version"]),
         "named": command_output(["/usr/sbin/named", "-v"]),
         "redis_server": command_output(["redis-server", "--version"]),
