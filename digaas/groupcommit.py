@@ -1,11 +1,11 @@
 """Group commit: store the requests of concurrent POSTs in one write.
 
 One sqlite commit or one Redis round trip per POST dominated the cost of
-accepting a request: in the API benchmark, batching raised the POST rate on
+accepting a request. In the API benchmark, batching raised the POST rate on
 sqlite by about half. The first POST that finds no write under way becomes
-the leader. It first waits while other POSTs keep joining the batch, a few
-milliseconds at most. Then it writes every queued request with one create_many()
-and wakes each POST with the outcome. Each POST still returns only after its
+the leader. It waits while other POSTs keep joining the batch, a few
+milliseconds at most, then writes every queued request with one
+create_many() and wakes each POST with the outcome. Each POST still returns only after its
 own request is stored, and sees the storage's error if the write failed.
 """
 

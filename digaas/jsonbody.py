@@ -9,6 +9,10 @@ import falcon
 MAX_INTEGER_DIGITS = 100
 
 
+class _RejectedJson(ValueError):
+    """JSON that parses but that digaas does not accept."""
+
+
 def read_json_body(req, max_body_bytes):
     """Return the request body parsed as JSON, whatever its Content-Type says.
 
@@ -49,16 +53,14 @@ def read_json_body(req, max_body_bytes):
             title="Invalid poll request",
             description="the body is nested too deeply: send a flat JSON object") from None
     except _RejectedJson as error:
-        raise falcon.HTTPBadRequest(title="Invalid poll request",
-                                    description=f"the body is rejected: {error}") from None
+        raise falcon.HTTPBadRequest(
+            title="Invalid poll request",
+            description=f"the body is rejected: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise falcon.HTTPBadRequest(
             title="Invalid poll request",
             description=f"the body is not valid JSON: {error}") from None
 
-
-class _RejectedJson(ValueError):
-    """JSON that parses but that digaas does not accept."""
 
 
 def _reject_constant(name):

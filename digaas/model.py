@@ -236,8 +236,10 @@ def _dns_name(field, value):
     try:
         return _canonical_name(value)
     except dns.exception.DNSException as error:
+        # dnspython's messages start with a capital and end with a period.
         reason = str(error).rstrip(".")
-        raise InvalidField(field, value, f"{allowed} ({reason[:1].lower()}{reason[1:]})") from None
+        reason = reason[:1].lower() + reason[1:]
+        raise InvalidField(field, value, f"{allowed} ({reason})") from None
 
 
 def _record_name(value, zone_name):

@@ -235,11 +235,11 @@ class Poll:
     def _call_at(self, monotonic_time, action):
         """Run action(self) at monotonic_time from the loop.
 
-        The action is a plain function kept in a slot, and the timer calls a
-        bound method without arguments, made once per poll. A waiting poll so
-        keeps four objects that the garbage collector tracks (the request, the
-        poll, its timer and that method), which keeps full collections short
-        with 20,000 polls in flight, and each slot allocates one new object.
+        The action is a plain function kept in a slot, and the timer calls
+        the bound method made once per poll. A waiting poll thus has four
+        objects that the garbage collector tracks (the request, the poll, its
+        timer and that method), and a slot allocates only its timer. That
+        keeps full collections, which stop the loop, short.
         """
         if self.stopped:
             return

@@ -53,9 +53,9 @@ return 1
 
 # Read the given fields of many request hashes and return the text of one
 # JSON array with a row per hash. A row is an array of the stored JSON
-# values in ARGV order, with null for a missing field; a hash that no
-# longer exists gives a null row. One reply parsed by one json.loads costs
-# far less than a reply per hash. KEYS: the hashes. ARGV: the fields.
+# values in ARGV order, with null for a missing field. A hash that no longer
+# exists gives a null row. One reply decoded by one json.loads costs far
+# less than one reply per hash. KEYS: the hashes. ARGV: the fields.
 _READ_ROWS_AS_JSON = """
 local rows = {}
 for index, key in ipairs(KEYS) do
@@ -134,9 +134,9 @@ class RedisStorage(storage.Storage):
         if not fields:
             return None
 
-        # Every field name is a plain identifier and every value a JSON
-        # text, so the hash joins into one JSON object: one json.loads in
-        # place of one per field, the larger part of a GET's cost.
+        # Every field name is a plain identifier and every value a JSON text,
+        # so the hash joins into one JSON object. One json.loads per field
+        # was the larger part of a GET's cost.
         text = b"{" + b",".join(b'"%s":%s' % item for item in fields.items()) + b"}"
         return model.PollRequest.from_dict(json.loads(text))
 

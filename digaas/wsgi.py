@@ -90,9 +90,9 @@ def create_application():
     except ImportError:
         pass
 
-    # The modules and the app live as long as the worker. Moving their
-    # objects out of the collector's reach shortens every full collection,
-    # which stops the loop and so delays the polls' queries.
+    # The modules and the app live as long as the worker. Freezing their
+    # objects keeps them out of every full collection, which stops the loop
+    # and so delays the polls' queries.
     gc.freeze()
     return application
 

@@ -331,7 +331,7 @@ def test_missing_field_says_what_to_give(client, field):
     assert result.json["description"].startswith(f"missing required field '{field}': give ")
 
 
-def test_repeated_key_is_rejected_not_called_invalid(client):
+def test_repeated_key_is_rejected(client):
     result = client.simulate_post("/requests", body='{"timeout": 30, "timeout": 31}')
 
     assert result.status_code == 400

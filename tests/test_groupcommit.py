@@ -58,7 +58,7 @@ def test_failure_reaches_every_caller(backend):
         assert isinstance(greenlet.exception, storage.StorageError)
 
 
-def test_creates_over_several_loop_passes_share_writes():
+def test_creates_across_loop_passes_batch():
     # Under uwsgi the POSTs of concurrent clients reach create() in
     # different passes of the loop, about a millisecond apart. The
     # write here takes no time, so only the leader's wait can batch them.

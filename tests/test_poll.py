@@ -26,7 +26,7 @@ def wait_until(condition, timeout_seconds=10):
         gevent.sleep(0.05)
 
 
-def test_waiting_polls_keep_few_objects_for_the_collector(bind, unique_zone, tmp_path):
+def test_waiting_poll_tracked_objects(bind, unique_zone, tmp_path):
     # Full collections traverse every tracked object and stop the loop
     # meanwhile, so each waiting poll adds to every query's schedule lag.
     polls = 400
@@ -58,7 +58,7 @@ def test_waiting_polls_keep_few_objects_for_the_collector(bind, unique_zone, tmp
         backend.close()
 
 
-def test_finished_polls_are_freed_without_the_collector(bind, unique_zone, tmp_path):
+def test_finished_poll_freed_without_gc(bind, unique_zone, tmp_path):
     # A finished poll in a reference cycle waits for a collection, and such
     # long-lived garbage makes the full collections that delay queries.
     bind.add_zone(unique_zone, serial=5)

@@ -338,8 +338,8 @@ def test_kept_connections_lose_no_request(service, bind, unique_zone):
 
 @pytest.mark.parametrize("path", ["/stats", "/requests", "/plots/propagation_cdf.png"])
 def test_long_query_string_is_400(service, path):
-    # Past uwsgi's default buffer of 4096 bytes, uwsgi closed the connection
-    # without any response.
+    # uwsgi closes the connection without a response when the request line
+    # does not fit its buffer, 4096 bytes by default.
     name = "x" * 10000
 
     response = requests.get(service.url + path, params={name: "1", "start": "0", "end": "1"},

@@ -169,7 +169,7 @@ def test_iter_columns_reads_fields(backend):
                     (0.25, "192.0.2.2")]
 
 
-def test_redis_selection_skips_a_request_deleted_after_indexing(redis_url, redis_flushed):
+def test_redis_selection_skips_deleted_request(redis_url, redis_flushed):
     backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
     store_table(backend)
     redis.Redis.from_url(redis_url).delete(backend._request_key("id-2"))
@@ -180,7 +180,7 @@ def test_redis_selection_skips_a_request_deleted_after_indexing(redis_url, redis
     backend.close()
 
 
-def test_redis_selection_keeps_text_that_needs_escaping(redis_url, redis_flushed):
+def test_redis_selection_keeps_escaped_text(redis_url, redis_flushed):
     backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
     request = make_request(zone_name='q\\"uote\u00e9.\u4f8b.', error='bad "reply",\n\tagain')
     backend.create(request)
