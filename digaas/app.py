@@ -107,12 +107,13 @@ class RequestResource:
         self._storage = storage_backend
 
     def on_get(self, req, resp, request_id):
-        request = self._storage.get(request_id)
-        if request is None:
+        body = self._storage.get_json(request_id)
+        if body is None:
             raise falcon.HTTPNotFound(
                 title="Poll request not found",
                 description=f"no poll request has id {request_id!r}")
-        resp.media = request.to_dict()
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = body
 
 
 class MetricsResource:

@@ -2,6 +2,7 @@
 
 import abc
 import dataclasses
+import json
 import math
 
 
@@ -67,6 +68,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def get(self, request_id):
         """Return the PollRequest with that id, or None if there is none."""
+
+    def get_json(self, request_id):
+        """Return the request with that id as the JSON text of its fields (bytes), or None.
+
+        GET /requests/{id} sends this text as it is. This version encodes
+        what get() returns; backends that can build the text for less do.
+        """
+        request = self.get(request_id)
+        if request is None:
+            return None
+        return json.dumps(request.to_dict()).encode()
 
     @abc.abstractmethod
     def update_result(self, request):

@@ -1,6 +1,8 @@
 """Poll requests in Redis, for deployments that share or outgrow one file."""
 
+import dataclasses
 import json
+import json.encoder
 import math
 import urllib.parse
 
@@ -8,6 +10,7 @@ import redis
 
 from digaas import latency
 from digaas import model
+from digaas import redis_autopipe
 from digaas import storage
 
 # Set the given fields of a request's hash only if the hash exists, in one
@@ -80,6 +83,16 @@ return '[' .. table.concat(rows, ',') .. ']'
 # Requests read from Redis at a time while streaming a selection.
 FETCH_REQUESTS = 1000
 
+# '"name":' of each field, in the order of PollRequest.to_dict(), to build a
+# request's JSON text from its hash without decoding the values.
+_JSON_NAMES = tuple(b'"%s":' % name.encode() for name in model.FIELD_NAMES)
+
+# The JSON text of each field's default, for hashes written before the field
+# existed. A field without a default is in every hash.
+_JSON_DEFAULTS = tuple(
+    b"null" if field.default is dataclasses.MISSING else json.dumps(field.default).encode()
+    for field in dataclasses.fields(model.PollRequest))
+
 
 class RedisStorage(storage.Storage):
     """Each request is a hash under <prefix>:request:<id>.
@@ -103,6 +116,12 @@ class RedisStorage(storage.Storage):
         self._add_histogram = self._redis.register_script(_ADD_HISTOGRAM)
         self._read_rows_as_json = self._redis.register_script(_READ_ROWS_AS_JSON)
 
+        # The requests and results of the API and the polls go through one
+        # shared connection, and the rest through redis-py's client.
+        pool = self._redis.connection_pool
+        self._pipeline = redis_autopipe.AutoPipeline(
+            pool.connection_class(**pool.connection_kwargs))
+
     def _request_key(self, request_id):
         return f"{self._key_prefix}:request:{request_id}"
 
@@ -119,46 +138,67 @@ class RedisStorage(storage.Storage):
         self.create_many([request])
 
     def create_many(self, requests):
-        pipeline = self._redis.pipeline(transaction=True)
+        commands = [("MULTI",)]
         for request in requests:
-            fields = {name: json.dumps(value) for name, value in request.to_dict().items()}
-            pipeline.hset(self._request_key(request.id), mapping=fields)
-            pipeline.zadd(self._start_time_key(), {request.id: request.start_time})
+            fields = []
+            for name in model.FIELD_NAMES:
+                fields += (name, _json_text(getattr(request, name)))
+            commands.append(("HSET", self._request_key(request.id), *fields))
+            commands.append(("ZADD", self._start_time_key(), repr(request.start_time), request.id))
             if request.status == model.ACCEPTED:
-                pipeline.sadd(self._accepted_key(), request.id)
-        self._run(pipeline.execute, "store request")
+                commands.append(("SADD", self._accepted_key(), request.id))
+        commands.append(("EXEC",))
+
+        replies = self._execute(commands, "store request")
+        # EXEC returns the transaction's replies, or an error when Redis
+        # rejected a command while queueing it and so ran none of them.
+        executed = replies[-1]
+        if not isinstance(executed, list):
+            raise storage.StorageError(
+                f"redis {self.url}: store request failed: the transaction was not run: {executed}")
+        _raise_first_error(executed, self.url, "store request")
 
     def get(self, request_id):
-        fields = self._run(lambda: self._redis.hgetall(self._request_key(request_id)),
-                           "read request")
-        if not fields:
+        text = self.get_json(request_id)
+        return None if text is None else model.PollRequest.from_dict(json.loads(text))
+
+    def get_json(self, request_id):
+        [values] = self._execute([("HMGET", self._request_key(request_id), *model.FIELD_NAMES)],
+                                 "read request")
+        _raise_first_error([values], self.url, "read request")
+        if all(value is None for value in values):
             return None
 
-        # Every field name is a plain identifier and every value a JSON text,
-        # so the hash joins into one JSON object. One json.loads per field
-        # was the larger part of a GET's cost.
-        text = b"{" + b",".join(b'"%s":%s' % item for item in fields.items()) + b"}"
-        return model.PollRequest.from_dict(json.loads(text))
+        # Every stored value is a JSON text, so the hash joins into the
+        # request's JSON object with no decoding and encoding.
+        members = [name + (default if value is None else value)
+                   for name, value, default in zip(_JSON_NAMES, values, _JSON_DEFAULTS)]
+        return b"{" + b",".join(members) + b"}"
 
     def update_results(self, requests):
-        pipeline = self._redis.pipeline(transaction=False)
+        commands = []
         for request in requests:
             keys, arguments = self._result_arguments(request)
-            self._update_if_exists(keys=keys, args=arguments, client=pipeline)
-        written = self._run(pipeline.execute, "store results")
-        return {request.id for request, result in zip(requests, written) if result == -1}
+            commands.append(("EVALSHA", self._update_if_exists.sha, len(keys), *keys, *arguments))
+
+        replies = self._execute(commands, "store results")
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            # Redis lost its script cache (a restart or SCRIPT FLUSH). The
+            # script sets the same fields again, so running all of it again
+            # is safe for the requests it already wrote.
+            self._run(lambda: self._redis.script_load(_UPDATE_IF_EXISTS), "load script")
+            replies = self._execute(commands, "store results")
+        _raise_first_error(replies, self.url, "store results")
+        return {request.id for request, reply in zip(requests, replies) if reply == -1}
 
     def _result_arguments(self, request):
         arguments = [request.status, request.id]
         for name in model.RESULT_FIELDS:
-            arguments += [name, json.dumps(getattr(request, name))]
+            arguments += [name, _json_text(getattr(request, name))]
         return [self._request_key(request.id), self._accepted_key()], arguments
 
     def update_result(self, request):
-        keys, arguments = self._result_arguments(request)
-        written = self._run(lambda: self._update_if_exists(keys=keys, args=arguments),
-                            "store result")
-        if written == -1:
+        if self.update_results([request]):
             raise storage.RequestNotFound(f"redis {self.url}: request {request.id} not found")
 
     def iter_accepted(self):
@@ -274,7 +314,15 @@ class RedisStorage(storage.Storage):
             yield histogram
 
     def close(self):
+        self._pipeline.close()
         self._redis.close()
+
+    def _execute(self, commands, description):
+        try:
+            return self._pipeline.execute(commands)
+        except redis.RedisError as error:
+            raise storage.StorageError(
+                f"redis {self.url}: {description} failed: {error}") from error
 
     def _run(self, operation, description):
         try:
@@ -282,6 +330,24 @@ class RedisStorage(storage.Storage):
         except redis.RedisError as error:
             raise storage.StorageError(
                 f"redis {self.url}: {description} failed: {error}") from error
+
+
+def _json_text(value):
+    """Return the JSON text of a field value, as json.dumps does but faster for scalars."""
+    kind = type(value)
+    if kind is str:
+        return json.encoder.encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _raise_first_error(replies, url, description):
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise storage.StorageError(f"redis {url}: {description} failed: {reply}")
 
 
 def redact_password(url):

@@ -1,5 +1,6 @@
 """Poll requests in an embedded sqlite database file (the default storage)."""
 
+import json
 import math
 import sqlite3
 
@@ -63,6 +64,8 @@ _ADDED_COLUMNS = {
     "owner": "TEXT",
 }
 
+_SELECT_ONE = f"SELECT {', '.join(model.FIELD_NAMES)} FROM requests WHERE id = ?"
+
 # Rows fetched from sqlite at a time while streaming a selection.
 FETCH_ROWS = 1000
 
@@ -109,13 +112,19 @@ class SqliteStorage(storage.Storage):
                 f"sqlite {self.path!r}: store request failed: {error}") from error
 
     def get(self, request_id):
-        columns = ", ".join(model.FIELD_NAMES)
-        cursor = self._execute(f"SELECT {columns} FROM requests WHERE id = ?",
-                               (request_id,), "read request")
+        values = self._get_values(request_id)
+        return None if values is None else model.PollRequest.from_dict(values)
+
+    def get_json(self, request_id):
+        # The columns keep each value's type, so their values encode as
+        # PollRequest.to_dict() does, without building a PollRequest.
+        values = self._get_values(request_id)
+        return None if values is None else json.dumps(values).encode()
+
+    def _get_values(self, request_id):
+        cursor = self._execute(_SELECT_ONE, (request_id,), "read request")
         row = cursor.fetchone()
-        if row is None:
-            return None
-        return model.PollRequest.from_dict(dict(zip(model.FIELD_NAMES, row)))
+        return None if row is None else dict(zip(model.FIELD_NAMES, row))
 
     def update_result(self, request):
         values = request.to_dict()

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import redis
 
@@ -279,3 +281,46 @@ def test_update_unknown_request_raises(backend):
         backend.update_result(make_request(id="never-stored"))
 
     assert "never-stored" in str(raised.value)
+
+
+def test_get_json_matches_get(backend):
+    request = make_request(error='bad "reply",\n\tagain \u00e9', duration=0.1 + 0.2)
+    backend.create(request)
+
+    text = backend.get_json(request.id)
+
+    assert json.loads(text) == request.to_dict()
+    assert type(json.loads(text)["start_time"]) is float
+    assert backend.get_json("no-such-id") is None
+
+
+def test_redis_old_hash_gets_defaults(redis_url, redis_flushed):
+    backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
+    request = make_request(owner="host:1", rate_limit_delay_seconds=0.5)
+    backend.create(request)
+    client = redis.Redis.from_url(redis_url)
+    client.hdel(backend._request_key(request.id), "owner", "rate_limit_delay_seconds")
+    client.close()
+
+    stored = backend.get(request.id)
+
+    assert stored.owner is None
+    assert stored.rate_limit_delay_seconds == 0.0
+    assert json.loads(backend.get_json(request.id))["rate_limit_delay_seconds"] == 0.0
+    backend.close()
+
+
+def test_redis_results_survive_script_flush(redis_url, redis_flushed):
+    backend = storage_redis.RedisStorage(redis_url, key_prefix="test")
+    request = make_request()
+    backend.create(request)
+    client = redis.Redis.from_url(redis_url)
+    client.script_flush()
+    client.close()
+
+    request.status = model.COMPLETED
+    request.duration = 2.5
+    backend.update_result(request)
+
+    assert backend.get(request.id) == request
+    backend.close()
