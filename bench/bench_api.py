@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -275,12 +276,24 @@ def measure(target, endpoint, scripts, environment, args, profile_path=None):
             [args.profile_with, "record", "--pid", str(worker_pid), "--duration", str(args.seconds),
              "--rate", "200", "--format", "raw", "--output", str(profile_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpu_before = benchlib.cpu_seconds(worker_pid)
+    # The CPU of every process the run keeps busy: the worker, wrk (the only
+    # child process that ends during the run) and the BIND9 and Redis
+    # servers, which a poll and a Redis read make work as well.
+    pids = dict(target["helper_pids"], worker=worker_pid)
+    cpu_before = {name: benchlib.cpu_seconds(pid) for name, pid in pids.items()}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = run_wrk(target["url"] + ("/requests" if endpoint == "POST" else ""),
                      scripts[endpoint], dict(environment, BENCH_IDS_FILE=target["ids_file"]), args)
-    result["worker_cpu_fraction"] = round((benchlib.cpu_seconds(worker_pid) - cpu_before)
-                                          / (time.monotonic() - started), 3)
+    elapsed = time.monotonic() - started
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = {name: benchlib.cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu_seconds["wrk"] = (children_after.ru_utime + children_after.ru_stime
+                          - children_before.ru_utime - children_before.ru_stime)
+    result["worker_cpu_fraction"] = round(cpu_seconds["worker"] / elapsed, 3)
+    result["cpu_us_per_request"] = {name: round(seconds / max(result["requests"], 1) * 1e6, 1)
+                                    for name, seconds in cpu_seconds.items()}
+    result["machine_cpu_fraction"] = round(sum(cpu_seconds.values()) / elapsed, 3)
     if profiler is not None:
         profiler.wait(timeout=args.seconds + 60)
         result["profile"] = summarize_profile(profile_path)
@@ -354,6 +367,10 @@ def summarize(runs):
             "p50_ms": round(sum(entry["p50_ms"] for entry in entries) / count, 2),
             "p99_ms": round(sum(entry["p99_ms"] for entry in entries) / count, 2),
             "worker_cpu_fraction": round(sum(entry["worker_cpu_fraction"] for entry in entries) / count, 3),
+            "machine_cpu_fraction": round(sum(entry["machine_cpu_fraction"] for entry in entries) / count, 3),
+            "cpu_us_per_request": {
+                name: round(sum(entry["cpu_us_per_request"].get(name, 0.0) for entry in entries) / count, 1)
+                for name in entries[0]["cpu_us_per_request"]},
             "non_2xx": sum(entry["non_2xx"] for entry in entries),
             "socket_errors": sum(sum(entry["socket_errors"].values()) for entry in entries),
         }
@@ -382,6 +399,15 @@ def print_tables(result):
     print(benchlib.format_table(["server endpoint", "req/s", "req/s per round", "p50 ms", "p99 ms",
                                  "worker CPU", "non-2xx", "socket errors"], rows))
     print("worker CPU: CPU seconds of the uwsgi worker per second of the run; 1.00 is one core.")
+    print()
+    processes = ["worker", "wrk", "named", "redis-server"]
+    rows = [[name, entry["machine_cpu_fraction"]]
+            + [entry["cpu_us_per_request"].get(process, "") for process in processes]
+            + [round(sum(entry["cpu_us_per_request"].values()), 1)]
+            for name, entry in result["summary"].items()]
+    print(benchlib.format_table(["server endpoint", "all CPU"] + [f"{process} us" for process in processes]
+                                + ["sum us"], rows))
+    print("all CPU: cores used by these processes together; us: CPU microseconds per request.")
     print()
     print(benchlib.format_table(["ratio of req/s (target >= 0.80)", "value"],
                                 [[name, value] for name, value in result["ratios"].items()]))
@@ -427,7 +453,8 @@ def main(argv=None):
             servers.append(echo)
             echo.start()
             targets["echo"] = {"url": echo.url, "log": echo.log_path, "command": echo.command,
-                               "worker_pid": benchlib.uwsgi_worker_pids(echo.process.pid, 1)[0]}
+                               "worker_pid": benchlib.uwsgi_worker_pids(echo.process.pid, 1)[0],
+                               "helper_pids": {"named": bind.pid}}
 
             for storage in args.storages:
                 redis_url = None
@@ -442,9 +469,13 @@ def main(argv=None):
                                        settings=DIGAAS_SETTINGS)
                 servers.append(service)
                 service.start()
+                helper_pids = {"named": bind.pid}
+                if redis_server is not None:
+                    helper_pids["redis-server"] = redis_server.pid
                 targets[f"digaas-{storage}"] = {
                     "url": service.url, "log": service.log_path,
-                    "worker_pid": benchlib.uwsgi_worker_pids(service.process.pid, 1)[0]}
+                    "worker_pid": benchlib.uwsgi_worker_pids(service.process.pid, 1)[0],
+                    "helper_pids": helper_pids}
 
             for name, target in targets.items():
                 target["ids_file"] = prepare_ids(target["url"], bind.port, workdir, name)

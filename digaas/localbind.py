@@ -216,6 +216,11 @@ class LocalBind:
         return self.workdir / "named.log"
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the running named, or None when it is not running."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def addresses(self) -> list[str]:
         """Addresses on which named serves DNS."""
         return ["127.0.0.1", "::1"] if self.listen_ipv6 else ["127.0.0.1"]

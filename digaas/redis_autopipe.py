@@ -8,37 +8,45 @@ import redis
 
 LOG = logging.getLogger(__name__)
 
+# The replies of a unit that has not been sent and read yet.
+_PENDING = object()
+
 
 class _Unit:
     """The commands of one caller, which go out together and in order."""
 
-    __slots__ = ("packed", "reply_count", "waiter")
+    __slots__ = ("packed", "reply_count", "waiter", "result")
 
     def __init__(self, packed, reply_count, waiter):
         self.packed = packed
         self.reply_count = reply_count
         self.waiter = waiter
+        self.result = _PENDING
 
 
 class AutoPipeline:
     """Send the commands of many greenlets over one connection, in batches.
 
-    A caller queues its commands and waits. One I/O greenlet writes all that
-    is queued with one send, reads the replies in order and hands each caller
-    its own. Commands queued while a batch is in flight go out in the next
-    batch. Compared with redis-py's client, a command costs no connection
-    pool checkout and no readiness poll, and a busy worker makes one round
-    trip for many commands.
+    A caller that finds the connection idle sends its commands itself, with
+    everything other callers queue meanwhile going out in the next batches.
+    Callers that find a batch in flight queue their commands and wait. The
+    sender writes a batch with one send, reads the replies in order and
+    hands each waiting caller its own. When the first caller has its
+    replies and more is queued, a greenlet of this object's own takes over
+    the sending, so that no caller waits for the others' commands.
 
-    Callers must be greenlets, not the hub, because they wait for the reply.
+    Compared with redis-py's client, a command costs no connection pool
+    checkout and no readiness poll, and a busy worker makes one round trip
+    for many commands. Callers must be greenlets, not the hub, because they
+    wait for the reply.
     """
 
     def __init__(self, connection):
         # An unconnected redis-py connection. It connects on the first send
-        # (AUTH, SELECT and TLS as its URL says) and again after a failure.
+        # (with the AUTH, SELECT and TLS that its URL sets) and again after a failure.
         self._connection = connection
         self._queued = []
-        self._io = None
+        self._sending = False
         # Writes to the connection so far, each with every command queued
         # at that moment.
         self.batches_sent = 0
@@ -52,14 +60,17 @@ class AutoPipeline:
         connection raises redis.ConnectionError or redis.TimeoutError, and
         then Redis may or may not have run the commands.
         """
-        waiter = gevent.hub.Waiter()
         packed = b"".join([hiredis.pack_command(command) for command in commands])
-        self._queued.append(_Unit(packed, len(commands), waiter))
-        if self._io is None:
-            self._io = gevent.spawn(self._serve)
-            self._io.link_exception(_log_io_failure)
+        if self._sending:
+            unit = _Unit(packed, len(commands), gevent.hub.Waiter())
+            self._queued.append(unit)
+            result = unit.waiter.get()
+        else:
+            unit = _Unit(packed, len(commands), None)
+            self._queued.append(unit)
+            self._send_queued(until=unit)
+            result = unit.result
 
-        result = waiter.get()
         if isinstance(result, BaseException):
             raise result
         return result
@@ -67,41 +78,54 @@ class AutoPipeline:
     def close(self):
         self._connection.disconnect()
 
-    def _serve(self):
-        loop = gevent.get_hub().loop
+    def _send_queued(self, until=None):
+        """Send the queued batches until the unit `until` has its replies, or all (None)."""
+        self._sending = True
+        handed_over = False
         try:
-            while self._queued:
+            while self._queued and (until is None or until.result is _PENDING):
                 batch, self._queued = self._queued, []
-                self._send_batch(batch, loop)
+                self._send_batch(batch)
         finally:
-            # Empty unless this greenlet was killed or failed: then its
-            # callers get an error instead of waiting for ever.
-            for unit in self._queued:
-                loop.run_callback(unit.waiter.switch, redis.ConnectionError(
-                    "the Redis I/O greenlet stopped before sending this command"))
-            self._queued = []
-            self._io = None
+            if self._queued and until is not None:
+                sender = gevent.spawn(self._send_queued)
+                sender.link_exception(_log_sender_failure)
+                handed_over = True
+            else:
+                # Empty unless this sender was killed or failed. Then its
+                # callers get an error instead of waiting for ever.
+                for unit in self._queued:
+                    self._deliver(unit, redis.ConnectionError(
+                        "the Redis sender stopped before sending this command"))
+                self._queued = []
+            if not handed_over:
+                self._sending = False
 
-    def _send_batch(self, batch, loop):
+    def _send_batch(self, batch):
         delivered = 0
         try:
             self._connection.send_packed_command(
                 [b"".join([unit.packed for unit in batch])], check_health=False)
             self.batches_sent += 1
             for unit in batch:
-                replies = [self._read_reply() for _ in range(unit.reply_count)]
-                loop.run_callback(unit.waiter.switch, replies)
+                self._deliver(unit, [self._read_reply() for _ in range(unit.reply_count)])
                 delivered += 1
         except (redis.ConnectionError, redis.TimeoutError) as error:
             # redis-py has closed the connection, and the next batch reopens it.
             for unit in batch[delivered:]:
-                loop.run_callback(unit.waiter.switch, type(error)(str(error)))
+                self._deliver(unit, type(error)(str(error)))
         except BaseException as error:
             self._connection.disconnect()
             for unit in batch[delivered:]:
-                loop.run_callback(unit.waiter.switch, redis.ConnectionError(
+                self._deliver(unit, redis.ConnectionError(
                     f"Redis connection closed after an unexpected error: {error!r}"))
             raise
+
+    def _deliver(self, unit, result):
+        unit.result = result
+        if unit.waiter is not None:
+            # Waiter.switch must run in the hub.
+            gevent.get_hub().loop.run_callback(unit.waiter.switch, result)
 
     def _read_reply(self):
         try:
@@ -110,6 +134,6 @@ class AutoPipeline:
             return error
 
 
-def _log_io_failure(io_greenlet):
-    LOG.error("the Redis I/O greenlet failed; its callers got a ConnectionError",
-              exc_info=io_greenlet.exc_info)
+def _log_sender_failure(sender):
+    LOG.error("the Redis sender greenlet failed; its callers got a ConnectionError",
+              exc_info=sender.exc_info)

@@ -27,6 +27,11 @@ class RedisProcess:
         self.log_path = data_dir / "redis.log"
         self._process = None
 
+    @property
+    def pid(self):
+        """Process id of the running redis-server, or None when it is not running."""
+        return None if self._process is None else self._process.pid
+
     def start(self):
         executable = shutil.which("redis-server")
         if executable is None:
