@@ -46,8 +46,8 @@ def read_json_body(req, max_body_bytes):
             description="the body is empty: send a JSON object with the poll request's fields")
 
     try:
-        return json.loads(data, parse_constant=_reject_constant, parse_int=_parse_integer,
-                          object_pairs_hook=_reject_repeated_keys)
+        # As json.loads() does with bytes, but with one decoder for all bodies.
+        return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
     except RecursionError:
         raise falcon.HTTPBadRequest(
             title="Invalid poll request",
@@ -82,3 +82,7 @@ def _reject_repeated_keys(pairs):
             raise _RejectedJson(f"key {key!r} appears more than once; send each key once")
         result[key] = value
     return result
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_integer,
+                            object_pairs_hook=_reject_repeated_keys)

@@ -11,7 +11,6 @@ one is dropped with an error log line that contains the whole result.
 """
 
 import collections
-import dataclasses
 import json
 import logging
 
@@ -58,7 +57,7 @@ class ResultWriter:
                       json.dumps(request.to_dict()))
             return
 
-        self._pending.append(dataclasses.replace(request))
+        self._pending.append(request.copy())
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._write_forever)
             self._greenlet.link_exception(self._log_writer_crash)

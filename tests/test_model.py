@@ -45,6 +45,17 @@ def test_valid_request_keeps_inputs():
     assert request.deadline == 1007.3
 
 
+def test_copy_is_equal_and_separate():
+    request = parse(VALID)
+    request.owner = "host:127.0.0.1:9090:1"
+
+    copied = request.copy()
+    copied.status = model.COMPLETED
+
+    assert copied.to_dict() == dict(request.to_dict(), status=model.COMPLETED)
+    assert request.status == model.ACCEPTED
+
+
 def test_id_is_uuid4():
     import uuid
 
