@@ -111,8 +111,11 @@ class AutoPipeline:
                 self._deliver(unit, [self._read_reply() for _ in range(unit.reply_count)])
                 delivered += 1
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            # redis-py has closed the connection, and the next batch reopens it.
-            for unit in batch[delivered:]:
+            # redis-py has closed the connection, and the next batch reopens
+            # it. The commands queued meanwhile fail too: sent now, they
+            # could wait a second timeout on a Redis that does not respond.
+            failed, self._queued = batch[delivered:] + self._queued, []
+            for unit in failed:
                 self._deliver(unit, type(error)(str(error)))
         except BaseException as error:
             self._connection.disconnect()

@@ -1,5 +1,7 @@
 """The shared, batching Redis connection, against a real redis-server."""
 
+import time
+
 import gevent
 import gevent.socket
 import pytest
@@ -33,6 +35,14 @@ def pause_clients(url, milliseconds):
     client = redis.Redis.from_url(url)
     try:
         client.client_pause(milliseconds)
+    finally:
+        client.close()
+
+
+def unpause_clients(url):
+    client = redis.Redis.from_url(url)
+    try:
+        client.client_unpause()
     finally:
         client.close()
 
@@ -123,4 +133,27 @@ def test_killed_sender_hands_over_the_queue(redis_flushed):
 
     assert queued.value == [b"OK", b"1"]
     assert pipeline.execute([("PING",)]) == [b"PONG"]
+    pipeline.close()
+
+
+def test_timeout_fails_queued_commands_too(redis_flushed):
+    timeout_seconds = 0.3
+    pipeline = open_pipeline(redis_flushed, socket_timeout_seconds=timeout_seconds)
+    assert pipeline.execute([("PING",)]) == [b"PONG"]
+    pause_clients(redis_flushed, 3000)
+    failed_at = {}
+    sender = gevent.spawn(pipeline.execute, [("PING",)])
+    sender.link(lambda _: failed_at.setdefault("sender", time.monotonic()))
+    gevent.sleep(0.05)
+    queued = gevent.spawn(pipeline.execute, [("PING",)])
+    queued.link(lambda _: failed_at.setdefault("queued", time.monotonic()))
+
+    gevent.joinall([sender, queued], timeout=5)
+    unpause_clients(redis_flushed)
+
+    assert isinstance(sender.exception, redis.TimeoutError)
+    assert isinstance(queued.exception, redis.TimeoutError)
+    # The queued command failed with the batch in flight. Sent on a new
+    # connection, it would have waited for a second timeout.
+    assert failed_at["queued"] - failed_at["sender"] < timeout_seconds / 2
     pipeline.close()
