@@ -83,9 +83,10 @@ return '[' .. table.concat(rows, ',') .. ']'
 # Requests read from Redis at a time while streaming a selection.
 FETCH_REQUESTS = 1000
 
-# '"name":' of each field, in the order of PollRequest.to_dict(), to build a
-# request's JSON text from its hash without decoding the values.
-_JSON_NAMES = tuple(b'"%s":' % name.encode() for name in model.FIELD_NAMES)
+# '"name": ' of each field, in the order of PollRequest.to_dict(), to build a
+# request's JSON text from its hash without decoding the values. The
+# separators are json.dumps()'s, as in the text the sqlite storage returns.
+_JSON_NAMES = tuple(b'"%s": ' % name.encode() for name in model.FIELD_NAMES)
 
 # The JSON text of each field's default, for hashes written before the field
 # existed. A field without a default is in every hash.
@@ -173,7 +174,7 @@ class RedisStorage(storage.Storage):
         # request's JSON object with no decoding and encoding.
         members = [name + (default if value is None else value)
                    for name, value, default in zip(_JSON_NAMES, values, _JSON_DEFAULTS)]
-        return b"{" + b",".join(members) + b"}"
+        return b"{" + b", ".join(members) + b"}"
 
     def update_results(self, requests):
         commands = []

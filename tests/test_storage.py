@@ -290,6 +290,7 @@ def test_get_json_matches_get(backend):
     text = backend.get_json(request.id)
 
     assert json.loads(text) == request.to_dict()
+    assert text == json.dumps(request.to_dict()).encode()
     assert type(json.loads(text)["start_time"]) is float
     assert backend.get_json("no-such-id") is None
 
