@@ -59,8 +59,11 @@ class BearerTokenMiddleware:
         # so response times do not reveal how much of a guess was right.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
                 credentials.strip().encode(), self._token):
+            problem = "no bearer token was sent"
+            if scheme.lower() == "bearer":
+                problem = "the bearer token sent is not this digaas's API token"
             raise falcon.HTTPUnauthorized(
                 title="Authentication required",
-                description="send the API token as 'Authorization: Bearer <token>'"
+                description=f"{problem}: send the API token as 'Authorization: Bearer <token>'"
                             " (the API_TOKEN setting of this digaas)",
                 challenges=["Bearer"])

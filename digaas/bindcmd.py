@@ -69,12 +69,21 @@ def describe(bind, zones):
     lines = [f"BIND9 serves on 127.0.0.1 and ::1 port {bind.port}; Ctrl-C stops it"]
     for name, serial in zones:
         lines.append(f"  zone {name} serial {serial}")
+
+    # The commands are ready to paste for the first zone, and show NAME and
+    # SERIAL to replace when no zone was given.
+    zone, next_serial = "NAME", "SERIAL"
+    if zones:
+        zone, serial = zones[0]
+        zone = zone if zone.endswith(".") else zone + "."
+        next_serial = (serial + 1) % 2**32
     lines += [
-        "raise a zone's serial (nsupdate; BIND ignores a serial that is not higher):",
-        f"  printf 'server 127.0.0.1 {bind.port}\\nzone NAME\\nupdate add NAME 300 SOA"
-        " ns1.NAME hostmaster.NAME SERIAL 3600 600 86400 300\\nsend\\n' | nsupdate",
+        f"raise the serial of {zone} to {next_serial} (nsupdate; BIND ignores a serial"
+        " that is not higher):",
+        f"  printf 'server 127.0.0.1 {bind.port}\\nzone {zone}\\nupdate add {zone} 300 SOA"
+        f" ns1.{zone} hostmaster.{zone} {next_serial} 3600 600 86400 300\\nsend\\n' | nsupdate",
         "add a record (BIND raises the serial by one on every record change):",
-        f"  printf 'server 127.0.0.1 {bind.port}\\nzone NAME\\nupdate add www.NAME 300 A"
+        f"  printf 'server 127.0.0.1 {bind.port}\\nzone {zone}\\nupdate add www.{zone} 300 A"
         " 192.0.2.1\\nsend\\n' | nsupdate",
         "create a zone (write its file, then add it):",
         f"  printf '@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 300\\n@ 300 IN NS ns1\\n"

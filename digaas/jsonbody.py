@@ -57,9 +57,16 @@ def read_json_body(req, max_body_bytes):
             title="Invalid poll request",
             description=f"the body is rejected: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise falcon.HTTPBadRequest(
-            title="Invalid poll request",
-            description=f"the body is not valid JSON: {error}") from None
+        description = f"the body is not valid JSON: {error}"
+        if _looks_like_form(data):
+            description += ("; it looks form-encoded (name=value&...): send the fields as one"
+                            " JSON object, as python-requests' json= and curl -d '{...}' do")
+        raise falcon.HTTPBadRequest(title="Invalid poll request", description=description) from None
+
+
+def _looks_like_form(data):
+    first = data.lstrip()[:1]
+    return b"=" in data and first not in (b"{", b"[", b'"')
 
 
 

@@ -175,16 +175,18 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(body, field, minimum, maximum, *, exclusive_minimum=False):
+def _number(body, field, minimum, maximum, *, exclusive_minimum=False, unit="seconds"):
     value = body[field]
     if not _is_number(value) or not math.isfinite(value):
-        raise InvalidField(field, value, "must be a finite JSON number")
+        raise InvalidField(field, value, f"must be a finite JSON number of {unit}")
 
     too_low = value <= minimum if exclusive_minimum else value < minimum
     if too_low or value > maximum:
         low = "greater than" if exclusive_minimum else "at least"
-        raise InvalidField(
-            field, value, f"must be {low} {minimum} and at most {maximum}")
+        allowed = f"must be {low} {minimum} and at most {maximum} {unit}"
+        if value > maximum and minimum < value / 1000 <= maximum:
+            allowed += "; is it in milliseconds? Then divide it by 1000"
+        raise InvalidField(field, value, allowed)
 
     return value
 
@@ -338,7 +340,7 @@ def parse_poll_request(body, *, max_timeout_seconds, min_frequency_seconds,
 
     nameserver = _nameserver(body["nameserver"])
     zone_name = _dns_name("zone_name", body["zone_name"])
-    start_time = _number(body, "start_time", 0, MAX_START_TIME)
+    start_time = _number(body, "start_time", 0, MAX_START_TIME, unit="unix seconds")
     timeout = _number(body, "timeout", 0, max_timeout_seconds, exclusive_minimum=True)
     frequency = _number(body, "frequency", min_frequency_seconds, max_timeout_seconds)
 

@@ -578,6 +578,9 @@ def _draw_latency(figure, histograms, window):
         axes.set_ylim(1.0, 1000.0)
     axes.yaxis.set_major_locator(ticker.LogLocator(base=10.0, subs=TICK_MANTISSAS))
     axes.yaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
+    # matplotlib labels the minor ticks of a log axis that spans less than
+    # about a decade, as 4x10^0 and such, between the plain major labels.
+    axes.yaxis.set_minor_formatter(ticker.NullFormatter())
 
     _set_time_axis(axes, window, f"time (UTC), per {interval_text}")
     axes.set_ylabel("query round-trip time (ms), log scale")

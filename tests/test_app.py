@@ -104,6 +104,7 @@ def test_get_unknown_id_is_json_404(client):
     ('{"timeout": Infinity}', ["Infinity"]),
     ('{"a": 1, "a": 2}', ["'a'", "more than once"]),
     ("{not json", ["not valid JSON"]),
+    ("nameserver=127.0.0.1&zone_name=hello.com.", ["not valid JSON", "form-encoded", "json="]),
     ("", ["empty"]),
     ("[1, 2]", ["body", "JSON object"]),
     (b"\xff\xfe\x00garbage", ["not valid JSON"]),
@@ -264,14 +265,14 @@ def test_bad_allow_list_names_entry(backend):
     assert "'localhost'" in str(raised.value)
 
 
-@pytest.mark.parametrize("header, status", [
-    (None, 401),
-    ("Bearer wrong-token", 401),
-    ("Basic c2VjcmV0", 401),
-    ("Bearer s3cret-token", 202),
-    ("bearer s3cret-token", 202),
+@pytest.mark.parametrize("header, status, problem", [
+    (None, 401, "no bearer token was sent"),
+    ("Bearer wrong-token", 401, "is not this digaas's API token"),
+    ("Basic c2VjcmV0", 401, "no bearer token was sent"),
+    ("Bearer s3cret-token", 202, None),
+    ("bearer s3cret-token", 202, None),
 ])
-def test_api_token_on_post(backend, header, status):
+def test_api_token_on_post(backend, header, status, problem):
     client, poller = make_client(backend, API_TOKEN="s3cret-token")
     headers = {} if header is None else {"Authorization": header}
 
@@ -282,6 +283,7 @@ def test_api_token_on_post(backend, header, status):
     if status == 401:
         assert result.headers["WWW-Authenticate"] == "Bearer"
         assert "Authorization: Bearer" in result.json["description"]
+        assert problem in result.json["description"]
         assert "s3cret" not in result.text
 
 

@@ -128,12 +128,15 @@ def test_valid_variants(changes, expected):
     # start_time.
     ({"start_time": -1}, "start_time", "at least 0"),
     ({"start_time": 1421867419000}, "start_time", "at most"),
+    ({"start_time": 1421867419000}, "start_time", "in milliseconds? Then divide it by 1000"),
+    ({"start_time": 1421867419000}, "start_time", "253402300799 unix seconds"),
     ({"start_time": "1421867419"}, "start_time", "finite JSON number"),
     ({"start_time": True}, "start_time", "finite JSON number"),
     ({"start_time": math.nan}, "start_time", "finite JSON number"),
     ({"start_time": math.inf}, "start_time", "finite JSON number"),
     # timeout.
     ({"timeout": 0}, "timeout", "greater than 0"),
+    ({"timeout": 30000}, "timeout", "at most 3600 seconds; is it in milliseconds?"),
     ({"timeout": -3}, "timeout", "greater than 0"),
     ({"timeout": 3600.5}, "timeout", "at most 3600"),
     ({"timeout": False}, "timeout", "finite JSON number"),

@@ -233,3 +233,21 @@ def test_import_leaves_matplotlib_unloaded():
                             text=True).stdout
 
     assert output.strip() == "False"
+
+
+def test_latency_axis_labels_only_major_ticks():
+    histograms = []
+    for index in range(30):
+        histogram = latency.Histogram("192.0.2.1", int(WINDOW_START) + index * latency.BUCKET_SECONDS)
+        histogram.add(0.0007 + (index % 5) * 0.0005)
+        histograms.append(histogram)
+    figure = plots._new_figure()
+
+    plots._draw_latency(figure, histograms, (WINDOW_START, WINDOW_END))
+    figure.canvas.draw()
+    [axes] = [axes for axes in figure.axes if axes.get_yscale() == "log"]
+
+    major_labels = [label.get_text() for label in axes.yaxis.get_ticklabels(which="major")]
+    minor_labels = [label.get_text() for label in axes.yaxis.get_ticklabels(which="minor")]
+    assert any(major_labels)
+    assert not any(minor_labels)
