@@ -9,10 +9,15 @@ create_many() and wakes each POST with the outcome. Each POST still returns only
 own request is stored, and sees the storage's error if the write failed.
 """
 
+import logging
 import time
 
 import gevent
 import gevent.event
+
+from digaas import storage
+
+LOG = logging.getLogger(__name__)
 
 # The leader waits in steps while more POSTs join its batch, up to a limit.
 # On an idle service this adds one step to a POST. Under load the batches grow.
@@ -35,15 +40,40 @@ class GroupCommit:
 
         if not self._writing:
             self._writing = True
-            try:
-                self._gather()
-                while self._queue:
-                    batch, self._queue = self._queue, []
-                    self._write(batch)
-            finally:
-                self._writing = False
+            self._lead()
 
         return outcome.get()
+
+    def _lead(self):
+        # The leader writes one batch, its own, and leaves the POSTs that
+        # queued meanwhile to a writer greenlet. A write that waits for the
+        # storage (a Redis round trip) lets more POSTs queue, so a leader
+        # that wrote until the queue was empty would keep its own client
+        # waiting while POSTs keep coming (up to 8 s in a wrk run on Redis).
+        try:
+            self._gather()
+            batch, self._queue = self._queue, []
+            self._write(batch)
+        finally:
+            if self._queue:
+                writer = gevent.spawn(self._write_queued)
+                writer.link_exception(_log_writer_failure)
+            else:
+                self._writing = False
+
+    def _write_queued(self):
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                self._write(batch)
+        finally:
+            # Empty unless this greenlet was killed: then the POSTs still
+            # queued get an error instead of waiting for ever.
+            for _, outcome in self._queue:
+                outcome.set_exception(storage.StorageError(
+                    "the writer stopped before storing this request; nothing was stored"))
+            self._queue = []
+            self._writing = False
 
     def _gather(self):
         # uwsgi accepts one connection per pass of the loop, so the POSTs of
@@ -61,5 +91,17 @@ class GroupCommit:
             for _, outcome in batch:
                 outcome.set_exception(error)
             return
+        except BaseException:
+            # The writing greenlet was killed: the storage may or may not
+            # have the batch, and its POSTs must not wait for ever.
+            for _, outcome in batch:
+                outcome.set_exception(storage.StorageError(
+                    "the write of this request was interrupted; it may not be stored"))
+            raise
         for _, outcome in batch:
             outcome.set(None)
+
+
+def _log_writer_failure(writer):
+    LOG.error("the group commit writer failed; the POSTs it held got an error",
+              exc_info=writer.exc_info)

@@ -74,3 +74,36 @@ def test_creates_across_loop_passes_batch():
 
     assert sorted(number for batch in batches for number in batch) == list(range(8))
     assert len(batches) < 8
+
+
+def test_leader_returns_after_its_own_batch():
+    # A write that waits for the storage, as a Redis round trip does, lets
+    # POSTs queue meanwhile. The leader's client must not wait for them.
+    writes = []
+
+    def create_many_with_round_trip(requests):
+        writes.append(list(requests))
+        gevent.sleep(0.01)
+
+    committer = groupcommit.GroupCommit(create_many_with_round_trip)
+    writes_when_leader_returned = []
+
+    def lead():
+        committer.create(0)
+        writes_when_leader_returned.append(len(writes))
+
+    leader = gevent.spawn(lead)
+
+    def post_steadily():
+        followers = []
+        for number in range(1, 60):
+            followers.append(gevent.spawn(committer.create, number))
+            gevent.sleep(0.003)
+        gevent.joinall(followers, timeout=10, raise_error=True)
+
+    gevent.spawn(post_steadily).join(timeout=10)
+    leader.join(timeout=10)
+
+    assert leader.successful()
+    assert writes_when_leader_returned == [1]
+    assert sorted(number for batch in writes for number in batch) == list(range(60))
