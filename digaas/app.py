@@ -64,9 +64,9 @@ class RequestCollection:
         request.owner = self._owner
 
         self._group_commit.create(request)
-        # TODO: the poll's queries and result write run in this process, about
-        # half of a POST's cost, so POST reaches 0.31 of a bare falcon app's
-        # rate, short of the 0.80 target (BENCHMARKS.md, API).
+        # TODO: POST reaches 0.40 (sqlite) and 0.30 (Redis) of a bare falcon
+        # app's rate, short of the 0.80 target. The poll it starts runs in
+        # this process and takes about 43 % of a POST's CPU (BENCHMARKS.md, API).
         self._poller.start(request)
 
         resp.status = falcon.HTTP_202
