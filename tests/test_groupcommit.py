@@ -58,14 +58,15 @@ def test_failure_reaches_every_caller(backend):
         assert isinstance(greenlet.exception, storage.StorageError)
 
 
-def test_creates_across_loop_passes_batch():
-    # Under uwsgi the POSTs of concurrent clients reach create() in
-    # different passes of the loop, about a millisecond apart. The
-    # write here takes no time, so only the leader's wait can batch them.
+def test_creates_while_loop_busy_batch():
+    # Under uwsgi the POSTs of concurrent clients reach create() over
+    # several passes of a busy loop. Greenlets that yield a different
+    # number of times before create() model those passes.
     batches = []
 
     def create_later(number):
-        gevent.sleep(number * groupcommit.GATHER_STEP_SECONDS / 2)
+        for _ in range(number * 10):
+            gevent.sleep(0)
         committer.create(number)
 
     committer = groupcommit.GroupCommit(batches.append)
@@ -74,6 +75,20 @@ def test_creates_across_loop_passes_batch():
 
     assert sorted(number for batch in batches for number in batch) == list(range(8))
     assert len(batches) < 8
+
+
+def test_lone_create_does_not_wait(monkeypatch):
+    # With nothing else to run, the leader writes at once instead of waiting
+    # for the longest gather, which this test makes 30 s.
+    monkeypatch.setattr(groupcommit, "MAX_GATHER_SECONDS", 30.0)
+    batches = []
+    committer = groupcommit.GroupCommit(batches.append)
+
+    creator = gevent.spawn(committer.create, 1)
+    creator.join(timeout=10)
+
+    assert creator.successful()
+    assert batches == [[1]]
 
 
 def test_leader_returns_after_its_own_batch():
