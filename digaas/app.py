@@ -64,7 +64,7 @@ class RequestCollection:
         request.owner = self._owner
 
         self._group_commit.create(request)
-        # TODO: POST reaches 0.40 (sqlite) and 0.30 (Redis) of a bare falcon
+        # TODO: POST reaches 0.39 (sqlite) and 0.40 (Redis) of a bare falcon
         # app's rate, short of the 0.80 target. The poll it starts runs in
         # this process and takes about 43 % of a POST's CPU (BENCHMARKS.md, API).
         self._poller.start(request)
