@@ -163,18 +163,24 @@ def _metrics_operation():
             "200": {
                 "description": (
                     "Counters of one worker: polls in flight, queries sent, results"
-                    " waiting for the storage, and how late queries went out against"
-                    " their planned slot (seconds). schedule_lag_bins are cumulative"
-                    " counts per histogram bin, so two readings subtract."),
+                    " waiting for the storage, poll steps waiting for a later pass of"
+                    " the event loop (more than zero when the worker falls behind) and"
+                    " how many have waited since the start,"
+                    " and how late queries went out against their planned slot"
+                    " (seconds). schedule_lag_bins are cumulative counts per histogram"
+                    " bin, so two readings subtract."),
                 "content": _json_content({
                     "type": "object",
                     "required": ["worker", "in_flight", "queries_sent", "pending_results",
-                                 "schedule_lag_seconds", "schedule_lag_bins"],
+                                 "steps_waiting", "steps_deferred", "schedule_lag_seconds",
+                                 "schedule_lag_bins"],
                     "properties": {
                         "worker": {"type": "string"},
                         "in_flight": {"type": "integer", "minimum": 0},
                         "queries_sent": {"type": "integer", "minimum": 0},
                         "pending_results": {"type": "integer", "minimum": 0},
+                        "steps_waiting": {"type": "integer", "minimum": 0},
+                        "steps_deferred": {"type": "integer", "minimum": 0},
                         "schedule_lag_seconds": {
                             "type": "object",
                             "required": ["count", "median", "p90", "p99", "max"],

@@ -26,6 +26,7 @@ from gevent import get_hub
 from digaas import conditions
 from digaas import digdig
 from digaas import latency
+from digaas import loopbudget
 from digaas import model
 from digaas import ratelimit
 from digaas import results
@@ -39,7 +40,8 @@ class Poller:
 
     def __init__(self, storage_backend, *, dns_query_timeout_seconds,
                  latency_flush_seconds=5.0, max_queries_per_second_per_nameserver=10000.0,
-                 max_pending_results=100000, result_retry_seconds=1.0):
+                 max_pending_results=100000, result_retry_seconds=1.0,
+                 max_steps_per_loop_pass=None):
         self._storage = storage_backend
         self.dns_query_timeout_seconds = dns_query_timeout_seconds
         self._latency_flush_seconds = latency_flush_seconds
@@ -52,6 +54,7 @@ class Poller:
         self._results = results.ResultWriter(storage_backend, max_pending=max_pending_results,
                                              retry_seconds=result_retry_seconds)
         self.queries_sent = 0
+        self.step_budget = loopbudget.StepBudget(max_steps_per_loop_pass)
         # How late queries went out against their planned slot, in seconds.
         self.schedule_lag = latency.Histogram("schedule lag", 0)
 
@@ -141,6 +144,8 @@ class Poller:
             "in_flight": len(self._polls),
             "queries_sent": self.queries_sent,
             "pending_results": len(self._results),
+            "steps_waiting": len(self.step_budget),
+            "steps_deferred": self.step_budget.deferred,
             "schedule_lag_seconds": {
                 "count": lag.answered,
                 "median": _clamped_percentile(lag, 0.5),
@@ -250,7 +255,8 @@ class Poll:
         self.timer.start(self.on_timer, update=True)
 
     def _on_timer(self):
-        self._step(self.timer_action, self)
+        # The budget may leave the step to a later pass of the loop.
+        self.poller.step_budget.run(_run_timer_action, self)
 
     def _step(self, callback, *args):
         # Every step runs here, so that no exception escapes into the loop.
@@ -410,6 +416,10 @@ def format_time(unix_seconds):
     """Return unix seconds as an ISO 8601 UTC time, for messages."""
     return datetime.datetime.fromtimestamp(unix_seconds, datetime.timezone.utc).isoformat(
         timespec="milliseconds")
+
+
+def _run_timer_action(poll):
+    poll._step(poll.timer_action, poll)
 
 
 def describe_timeout(request, tally):

@@ -81,3 +81,30 @@ def test_finished_poll_freed_without_gc(bind, unique_zone, tmp_path):
 
     assert all(request.status == model.COMPLETED for request in requests)
     assert polls_left == 0
+
+
+def test_capped_loop_passes_run_every_poll(bind, unique_zone, tmp_path):
+    # Polls whose first slots fall in one pass of the loop, beyond the cap
+    # of steps per pass, send their queries in the next passes.
+    polls = 100
+    bind.add_zone(unique_zone, serial=1)
+    backend = storage_sqlite.SqliteStorage(str(tmp_path / "digaas.sqlite3"),
+                                           busy_timeout_seconds=5)
+    poller = poll.Poller(backend, dns_query_timeout_seconds=2, max_steps_per_loop_pass=5)
+    requests = stored_requests(backend, bind, unique_zone, polls, serial=2, timeout=60,
+                               frequency=30)
+
+    for request in requests:
+        poller.start(request)
+    wait_until(lambda: poller.queries_sent >= polls)
+
+    try:
+        assert poller.step_budget.deferred > 0
+        assert poller.queries_sent == polls
+        assert all(request.queries == 1 for request in requests)
+        assert len(poller.step_budget) == 0
+        assert poller.metrics()["steps_waiting"] == 0
+        assert poller.metrics()["steps_deferred"] == poller.step_budget.deferred
+    finally:
+        poller.kill(timeout_seconds=5)
+        backend.close()
