@@ -61,11 +61,16 @@ def resume_polls(poller, config, worker):
             gevent.sleep(RESUME_RETRY_SECONDS)
 
 
-def stop_polls(poller):
-    """Write what the worker has before it exits: progress, queued results, latencies."""
+def stop_worker(poller, backend):
+    """Write what the worker has before it exits (progress, queued results, latencies), then close the storage.
+
+    Closing the last connection to a sqlite file checkpoints its write-ahead
+    log and removes the -wal and -shm files.
+    """
     LOG.info("worker stopping: saving %d polls in flight to resume at the next start",
              len(poller))
     poller.kill(timeout_seconds=2)
+    backend.close()
 
 
 def create_application():
@@ -86,7 +91,7 @@ def create_application():
                                                   exc_info=dead.exc_info))
     try:
         import uwsgi
-        uwsgi.atexit = lambda: stop_polls(poller)
+        uwsgi.atexit = lambda: stop_worker(poller, backend)
     except ImportError:
         pass
 

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import os
+import pathlib
 import signal
 import subprocess
 import time
@@ -73,6 +74,8 @@ def test_restarted_server_resumes_polls(tmp_path, bind, unique_zone, storage_and
     request_id = first.post(serial_body(bind, unique_zone, 2)).json()["id"]
     time.sleep(0.5)
     first.stop()
+    # The stopped worker closed its storage, so sqlite removed its log files.
+    wal_left = pathlib.Path(f"{first.sqlite_path}-wal").exists()
     stopped = requests.Session()
 
     saved = None
@@ -88,6 +91,7 @@ def test_restarted_server_resumes_polls(tmp_path, bind, unique_zone, storage_and
     assert saved["queries"] >= 3
     assert record["status"] == "COMPLETED"
     assert record["queries"] > saved["queries"]
+    assert not wal_left
 
 
 def test_deadline_passed_while_down(tmp_path, bind, unique_zone, storage_and_url):
