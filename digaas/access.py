@@ -62,6 +62,8 @@ class BearerTokenMiddleware:
             problem = "no bearer token was sent"
             if scheme.lower() == "bearer":
                 problem = "the bearer token sent is not this digaas's API token"
+            elif header:
+                problem = "the Authorization header does not start with 'Bearer '"
             raise falcon.HTTPUnauthorized(
                 title="Authentication required",
                 description=f"{problem}: send the API token as 'Authorization: Bearer <token>'"

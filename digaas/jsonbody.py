@@ -57,10 +57,12 @@ def read_json_body(req, max_body_bytes):
             title="Invalid poll request",
             description=f"the body is rejected: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
-        description = f"the body is not valid JSON: {error}"
+        fix = ("send the poll request's fields as one JSON object, as python-requests'"
+               " json= and curl -d '{...}' do")
         if _looks_like_form(data):
-            description += ("; it looks form-encoded (name=value&...): send the fields as one"
-                            " JSON object, as python-requests' json= and curl -d '{...}' do")
+            description = f"the body looks form-encoded (name=value&...): {fix}"
+        else:
+            description = f"the body is not valid JSON ({error}): {fix}"
         raise falcon.HTTPBadRequest(title="Invalid poll request", description=description) from None
 
 

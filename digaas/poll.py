@@ -429,10 +429,11 @@ def describe_timeout(request, tally):
     parts = []
 
     refused = tally.rcodes.pop("REFUSED", 0)
+    queries = "1 query" if total == 1 else f"{total} queries"
     if refused == total and total:
-        parts.append(f"{server} refused {refused} of {total} queries")
+        parts.append(f"{server} refused {refused} of {queries}")
     else:
-        parts.append(f"{total} queries")
+        parts.append(queries)
         if refused:
             parts.append(f"{server} refused {refused} of them")
 

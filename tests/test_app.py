@@ -104,7 +104,8 @@ def test_get_unknown_id_is_json_404(client):
     ('{"timeout": Infinity}', ["Infinity"]),
     ('{"a": 1, "a": 2}', ["'a'", "more than once"]),
     ("{not json", ["not valid JSON"]),
-    ("nameserver=127.0.0.1&zone_name=hello.com.", ["not valid JSON", "form-encoded", "json="]),
+    ("nameserver=127.0.0.1&zone_name=hello.com.", ["looks form-encoded", "one JSON object", "json="]),
+    ("hello", ["not valid JSON", "one JSON object"]),
     ("", ["empty"]),
     ("[1, 2]", ["body", "JSON object"]),
     (b"\xff\xfe\x00garbage", ["not valid JSON"]),
@@ -268,7 +269,8 @@ def test_bad_allow_list_names_entry(backend):
 @pytest.mark.parametrize("header, status, problem", [
     (None, 401, "no bearer token was sent"),
     ("Bearer wrong-token", 401, "is not this digaas's API token"),
-    ("Basic c2VjcmV0", 401, "no bearer token was sent"),
+    ("Basic c2VjcmV0", 401, "does not start with 'Bearer '"),
+    ("s3cret-token", 401, "does not start with 'Bearer '"),
     ("Bearer s3cret-token", 202, None),
     ("bearer s3cret-token", 202, None),
 ])

@@ -108,3 +108,17 @@ def test_capped_loop_passes_run_every_poll(bind, unique_zone, tmp_path):
     finally:
         poller.kill(timeout_seconds=5)
         backend.close()
+
+
+def test_timeout_message_counts_queries():
+    request = model.PollRequest(id="t", nameserver="127.0.0.1", zone_name="z.test.",
+                                start_time=1, timeout=2, frequency=5,
+                                condition=model.ZONE_EXISTS, accepted_at=1)
+
+    request.queries = 1
+    one = poll.describe_timeout(request, poll.Tally())
+    request.queries = 3
+    three = poll.describe_timeout(request, poll.Tally())
+
+    assert one == "timed out after 2 s: 1 query"
+    assert three == "timed out after 2 s: 3 queries"
