@@ -3,6 +3,7 @@
 import json
 import math
 import sqlite3
+import time
 
 from digaas import latency
 from digaas import model
@@ -66,6 +67,9 @@ _ADDED_COLUMNS = {
 
 _SELECT_ONE = f"SELECT {', '.join(model.FIELD_NAMES)} FROM requests WHERE id = ?"
 
+# Pause between attempts to set up a file that another process is setting up.
+SETUP_RETRY_SECONDS = 0.05
+
 # Rows fetched from sqlite at a time while streaming a selection.
 FETCH_ROWS = 1000
 
@@ -78,13 +82,27 @@ class SqliteStorage(storage.Storage):
             self._connection = sqlite3.connect(
                 path, timeout=busy_timeout_seconds, isolation_level=None,
                 check_same_thread=False)
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.executescript(_SCHEMA)
-            self._add_missing_columns()
+            self._set_up(time.monotonic() + busy_timeout_seconds)
         except sqlite3.Error as error:
             raise storage.StorageError(
                 f"cannot open sqlite database {path!r}: {error}") from error
+
+    def _set_up(self, deadline):
+        # Workers that start together on a new file all switch it to WAL
+        # and create the tables. A connection that must upgrade its lock
+        # while another one waits to do the same gets "database is locked"
+        # at once, without the busy timeout, so the setup is retried.
+        while True:
+            try:
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                self._connection.execute("PRAGMA synchronous=NORMAL")
+                self._connection.executescript(_SCHEMA)
+                self._add_missing_columns()
+                return
+            except sqlite3.OperationalError as error:
+                if "database is locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(SETUP_RETRY_SECONDS)
 
     def _add_missing_columns(self):
         present = {row[1] for row in self._connection.execute("PRAGMA table_info(requests)")}

@@ -1,4 +1,5 @@
 import json
+import threading
 
 import pytest
 import redis
@@ -325,3 +326,27 @@ def test_redis_results_survive_script_flush(redis_url, redis_flushed):
 
     assert backend.get(request.id) == request
     backend.close()
+
+
+def test_sqlite_workers_open_new_file_together(tmp_path):
+    # Workers that start at once all set up the same new file. Without the
+    # retry, about one open in sixty failed with "database is locked".
+    failures = []
+
+    def open_storage(path, barrier):
+        barrier.wait()
+        try:
+            storage_sqlite.SqliteStorage(path, busy_timeout_seconds=5).close()
+        except storage.StorageError as error:
+            failures.append(str(error))
+
+    for attempt in range(30):
+        path = str(tmp_path / f"new-{attempt}.sqlite3")
+        barrier = threading.Barrier(6)
+        openers = [threading.Thread(target=open_storage, args=(path, barrier)) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(timeout=30)
+
+    assert failures == []
