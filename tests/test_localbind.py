@@ -224,11 +224,13 @@ def test_start_reports_bind_failure(tmp_path, monkeypatch):
     # Skip the port check, so that named itself meets the taken port, as it
     # would if another process took the port between the check and the bind.
     monkeypatch.setattr(localbind, "_is_port_free", lambda families, port: True)
-    port = free_port()
-    server = LocalBind(str(tmp_path / "bind"), port=port, listen_ipv6=False)
 
+    # The holder takes a port the system picks, so that no other process can
+    # take it first, as one could between free_port() and a bind.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
-        holder.bind(("127.0.0.1", port))
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        server = LocalBind(str(tmp_path / "bind"), port=port, listen_ipv6=False)
         with pytest.raises(LocalBindError, match=f"could not listen on DNS port {port}") as raised:
             server.start(timeout_seconds=5)
 
