@@ -42,8 +42,9 @@ class AutoPipeline:
     """
 
     def __init__(self, connection):
-        # An unconnected redis-py connection. It connects on the first send
-        # (with the AUTH, SELECT and TLS that its URL sets) and again after a failure.
+        # An unconnected redis-py connection. It connects on the first send,
+        # with the AUTH, SELECT and TLS that its URL sets, and again after a
+        # failure.
         self._connection = connection
         self._queued = []
         self._sending = False

@@ -319,11 +319,7 @@ class RedisStorage(storage.Storage):
         self._redis.close()
 
     def _execute(self, commands, description):
-        try:
-            return self._pipeline.execute(commands)
-        except redis.RedisError as error:
-            raise storage.StorageError(
-                f"redis {self.url}: {description} failed: {error}") from error
+        return self._run(lambda: self._pipeline.execute(commands), description)
 
     def _run(self, operation, description):
         try:

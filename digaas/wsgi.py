@@ -62,7 +62,7 @@ def resume_polls(poller, config, worker):
 
 
 def stop_worker(poller, backend):
-    """Write what the worker has before it exits (progress, queued results, latencies), then close the storage.
+    """Write the worker's progress, queued results and latencies, then close the storage.
 
     Closing the last connection to a sqlite file checkpoints its write-ahead
     log and removes the -wal and -shm files.

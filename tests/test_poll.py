@@ -116,9 +116,9 @@ def test_timeout_message_counts_queries():
                                 condition=model.ZONE_EXISTS, accepted_at=1)
 
     request.queries = 1
-    one = poll.describe_timeout(request, poll.Tally())
+    one_query_message = poll.describe_timeout(request, poll.Tally())
     request.queries = 3
-    three = poll.describe_timeout(request, poll.Tally())
+    three_queries_message = poll.describe_timeout(request, poll.Tally())
 
-    assert one == "timed out after 2 s: 1 query"
-    assert three == "timed out after 2 s: 3 queries"
+    assert one_query_message == "timed out after 2 s: 1 query"
+    assert three_queries_message == "timed out after 2 s: 3 queries"

@@ -32,19 +32,13 @@ def open_pipeline(url, socket_timeout_seconds=5.0):
 
 
 def pause_clients(url, milliseconds):
-    client = redis.Redis.from_url(url)
-    try:
+    with redis.Redis.from_url(url) as client:
         client.client_pause(milliseconds)
-    finally:
-        client.close()
 
 
 def unpause_clients(url):
-    client = redis.Redis.from_url(url)
-    try:
+    with redis.Redis.from_url(url) as client:
         client.client_unpause()
-    finally:
-        client.close()
 
 
 def test_callers_get_their_own_replies(redis_flushed):
