@@ -18,7 +18,7 @@ FIXED_RECORD = {
     "id": "c4626675-9d04-4929-8437-5ba694ca8bc0", "nameserver": "127.0.0.1", "zone_name": "z0.api.bench.",
     "start_time": 1796415452.657, "timeout": 2, "frequency": 1, "condition": "serial_not_lower",
     "port": 5300, "serial": 2000, "record_name": None, "rdatatype": None, "rdata": None,
-    "protocol": "udp", "status": "ACCEPTED", "accepted_at": 1796415452.6643372, "duration": None,
+    "protocol": "udp", "accepted_at": 1796415452.6643372, "status": "ACCEPTED", "duration": None,
     "completed_at": None, "last_miss_at": None, "queries": 0, "last_rcode": None,
     "last_serial": None, "rate_limit_delay_seconds": 0.0, "owner": "bench:127.0.0.1:9090:1",
     "error": None,

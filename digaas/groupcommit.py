@@ -24,17 +24,20 @@ MAX_GATHER_SECONDS = 0.006
 
 
 class GroupCommit:
-    """Batches calls of create_many(requests) from concurrent greenlets."""
+    """Batches calls of create_many(requests, json_texts) from concurrent greenlets."""
 
     def __init__(self, create_many):
         self._create_many = create_many
         self._queue = []
         self._writing = False
 
-    def create(self, request):
-        """Store request with the others queued now; raise what the storage raised."""
+    def create(self, request, json_text):
+        """Store request, whose to_json() is json_text, with the others queued now.
+
+        Raises what the storage raised.
+        """
         outcome = gevent.event.AsyncResult()
-        self._queue.append((request, outcome))
+        self._queue.append((request, json_text, outcome))
 
         if not self._writing:
             self._writing = True
@@ -67,7 +70,7 @@ class GroupCommit:
         finally:
             # Empty unless this greenlet was killed: then the POSTs still
             # queued get an error instead of waiting for ever.
-            for _, outcome in self._queue:
+            for *_, outcome in self._queue:
                 outcome.set_exception(storage.StorageError(
                     "the writer stopped before storing this request; nothing was stored"))
             self._queue = []
@@ -91,19 +94,20 @@ class GroupCommit:
 
     def _write(self, batch):
         try:
-            self._create_many([request for request, _ in batch])
+            self._create_many([request for request, _, _ in batch],
+                              [json_text for _, json_text, _ in batch])
         except Exception as error:
-            for _, outcome in batch:
+            for *_, outcome in batch:
                 outcome.set_exception(error)
             return
         except BaseException:
             # The writing greenlet was killed: the storage may or may not
             # have the batch, and its POSTs must not wait for ever.
-            for _, outcome in batch:
+            for *_, outcome in batch:
                 outcome.set_exception(storage.StorageError(
                     "the write of this request was interrupted; it may not be stored"))
             raise
-        for _, outcome in batch:
+        for *_, outcome in batch:
             outcome.set(None)
 
 

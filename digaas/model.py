@@ -64,11 +64,13 @@ class PollRequest:
     # "udp" (retried over TCP when truncated) or "tcp".
     protocol: str = digdig.UDP
 
-    status: str = ACCEPTED
-
     # Wall-clock time (unix seconds) when digaas accepted the request. Polling
     # stops at accepted_at + timeout.
     accepted_at: float | None = None
+
+    # RESULT_FIELDS, the fields that change when a poll ends, come last and
+    # in that order, from status on: see result_json().
+    status: str = ACCEPTED
 
     # Seconds from start_time until the answer that showed the change arrived.
     duration: float | None = None
@@ -96,6 +98,20 @@ class PollRequest:
         # several times slower, is not needed.
         return {name: getattr(self, name) for name in FIELD_NAMES}
 
+    def to_json(self):
+        """Return to_dict() as the JSON text, in bytes, that the API sends and the storages keep."""
+        return json.dumps(self.to_dict()).encode()
+
+    def result_json(self):
+        """Return the end of to_json(), from RESULT_JSON_MARKER on.
+
+        It contains RESULT_FIELDS. A storage that writes a result keeps the
+        stored text before the marker, so the other fields stay as stored,
+        and puts this text after it.
+        """
+        text = json.dumps({name: getattr(self, name) for name in RESULT_FIELDS})
+        return b", " + text[1:].encode()
+
     @classmethod
     def from_dict(cls, values):
         return cls(**values)
@@ -118,6 +134,10 @@ _field_values = operator.attrgetter(*FIELD_NAMES)
 # Fields that change when a poll ends; the storages write only these then.
 RESULT_FIELDS = ("status", "duration", "completed_at", "last_miss_at", "queries",
                  "last_rcode", "last_serial", "error", "rate_limit_delay_seconds", "owner")
+
+# Where RESULT_FIELDS start in to_json(). A JSON string contains a double
+# quote only after a backslash, so no value can contain this marker.
+RESULT_JSON_MARKER = b', "status": '
 
 # Fields a client may send; the others are set by digaas.
 INPUT_FIELDS = ("nameserver", "port", "zone_name", "serial", "start_time",

@@ -576,8 +576,8 @@ def _record_schema():
             "rdatatype": _nullable("string"),
             "rdata": _nullable("string"),
             "protocol": {"type": "string", "enum": list(digdig.PROTOCOLS)},
-            "status": {"type": "string", "enum": list(model.STATUSES)},
             "accepted_at": unix_seconds,
+            "status": {"type": "string", "enum": list(model.STATUSES)},
             "duration": _nullable("number", description=(
                 "Seconds from start_time to the first response that met the condition;"
                 " null unless COMPLETED.")),

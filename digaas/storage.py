@@ -2,7 +2,6 @@
 
 import abc
 import dataclasses
-import json
 import math
 
 
@@ -35,10 +34,12 @@ class RequestNotFound(StorageError):
 class Storage(abc.ABC):
     """Backend that keeps poll requests, their results and query latencies."""
 
-    def create_many(self, requests):
+    def create_many(self, requests, json_texts=None):
         """Store several new requests at once, all or none. Raises StorageError.
 
-        This version stores one at a time; backends write them in one step.
+        json_texts, when given, holds each request's to_json(), which the
+        caller has made already. This version stores one at a time and
+        ignores it; backends write the requests in one step.
         """
         for request in requests:
             self.create(request)
@@ -70,15 +71,13 @@ class Storage(abc.ABC):
         """Return the PollRequest with that id, or None if there is none."""
 
     def get_json(self, request_id):
-        """Return the request with that id as the JSON text of its fields (bytes), or None.
+        """Return the request with that id as its to_json() text, or None.
 
         GET /requests/{id} sends this text as it is. This version encodes
-        what get() returns; backends that can build the text for less do.
+        what get() returns; backends keep the text and read it back.
         """
         request = self.get(request_id)
-        if request is None:
-            return None
-        return json.dumps(request.to_dict()).encode()
+        return None if request is None else request.to_json()
 
     @abc.abstractmethod
     def update_result(self, request):

@@ -15,13 +15,28 @@ from digaas import storage
 
 # Set the given fields of a request's hash only if the hash exists, in one
 # step, so a result never recreates a request that was deleted, and keep
-# the set of ACCEPTED ids in step. KEYS: the hash and the set. ARGV: the
-# status, the id, then field and value pairs.
+# the set of ACCEPTED ids and the request's JSON text in step.
+#
+# The text keeps what precedes model.RESULT_JSON_MARKER and gets the
+# request's result_json() after it. A text without the marker is deleted,
+# so that get_json() builds the text from the hash.
+#
+# KEYS: the hash, the set and the text's key. ARGV: the status, the id, the
+# marker, result_json(), then field and value pairs.
 _UPDATE_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return -1
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local text = redis.call('GET', KEYS[3])
+if text then
+    local marker_at = string.find(text, ARGV[3], 1, true)
+    if marker_at then
+        redis.call('SET', KEYS[3], string.sub(text, 1, marker_at - 1) .. ARGV[4])
+    else
+        redis.call('DEL', KEYS[3])
+    end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 if ARGV[1] == 'ACCEPTED' then
     redis.call('SADD', KEYS[2], ARGV[2])
 else
@@ -102,6 +117,11 @@ class RedisStorage(storage.Storage):
     every value and writes floats with Python's repr, so each float reads back
     as exactly the same float. A sorted set <prefix>:requests:by_start_time
     indexes the ids by start_time.
+
+    The string <prefix>:json:<id> holds the request's to_json() text, which
+    GET /requests/{id} sends: one GET of a string instead of an HMGET of
+    every field. It is a key of its own because a hash with a value that
+    long would leave Redis's compact encoding.
     """
 
     def __init__(self, url, *, key_prefix, socket_timeout_seconds=5.0):
@@ -126,6 +146,9 @@ class RedisStorage(storage.Storage):
     def _request_key(self, request_id):
         return f"{self._key_prefix}:request:{request_id}"
 
+    def _json_key(self, request_id):
+        return f"{self._key_prefix}:json:{request_id}"
+
     def _start_time_key(self):
         return f"{self._key_prefix}:requests:by_start_time"
 
@@ -138,13 +161,16 @@ class RedisStorage(storage.Storage):
     def create(self, request):
         self.create_many([request])
 
-    def create_many(self, requests):
+    def create_many(self, requests, json_texts=None):
+        if json_texts is None:
+            json_texts = [request.to_json() for request in requests]
         commands = [("MULTI",)]
-        for request in requests:
+        for request, text in zip(requests, json_texts):
             fields = []
             for name in model.FIELD_NAMES:
                 fields += (name, _json_text(getattr(request, name)))
             commands.append(("HSET", self._request_key(request.id), *fields))
+            commands.append(("SET", self._json_key(request.id), text))
             commands.append(("ZADD", self._start_time_key(), repr(request.start_time), request.id))
             if request.status == model.ACCEPTED:
                 commands.append(("SADD", self._accepted_key(), request.id))
@@ -164,6 +190,12 @@ class RedisStorage(storage.Storage):
         return None if text is None else model.PollRequest.from_dict(json.loads(text))
 
     def get_json(self, request_id):
+        [text] = self._execute([("GET", self._json_key(request_id))], "read request")
+        _raise_first_error([text], self.url, "read request")
+        if text is not None:
+            return text
+
+        # No text: no such request, or a hash that an older digaas wrote.
         [values] = self._execute([("HMGET", self._request_key(request_id), *model.FIELD_NAMES)],
                                  "read request")
         _raise_first_error([values], self.url, "read request")
@@ -193,10 +225,11 @@ class RedisStorage(storage.Storage):
         return {request.id for request, reply in zip(requests, replies) if reply == -1}
 
     def _result_arguments(self, request):
-        arguments = [request.status, request.id]
+        arguments = [request.status, request.id, model.RESULT_JSON_MARKER, request.result_json()]
         for name in model.RESULT_FIELDS:
             arguments += [name, _json_text(getattr(request, name))]
-        return [self._request_key(request.id), self._accepted_key()], arguments
+        keys = [self._request_key(request.id), self._accepted_key(), self._json_key(request.id)]
+        return keys, arguments
 
     def update_result(self, request):
         if self.update_results([request]):

@@ -25,12 +25,13 @@ def backend(tmp_path):
 def test_concurrent_creates_share_writes(backend):
     batch_sizes = []
 
-    def create_many(requests):
+    def create_many(requests, json_texts):
         batch_sizes.append(len(requests))
-        backend.create_many(requests)
+        backend.create_many(requests, json_texts)
 
     committer = groupcommit.GroupCommit(create_many)
-    greenlets = [gevent.spawn(committer.create, make_request(number)) for number in range(50)]
+    requests = [make_request(number) for number in range(50)]
+    greenlets = [gevent.spawn(committer.create, request, request.to_json()) for request in requests]
     gevent.joinall(greenlets, timeout=10, raise_error=True)
 
     stored = [request.id for request in backend.iter_requests(storage.RequestQuery())]
@@ -42,16 +43,19 @@ def test_concurrent_creates_share_writes(backend):
 def test_single_create_is_stored(backend):
     committer = groupcommit.GroupCommit(backend.create_many)
 
-    committer.create(make_request(7))
+    request = make_request(7)
+    committer.create(request, request.to_json())
 
     assert backend.get("group-007").start_time == 7
+    assert backend.get_json("group-007") == request.to_json()
 
 
 def test_failure_reaches_every_caller(backend):
     committer = groupcommit.GroupCommit(backend.create_many)
     backend.close()
 
-    greenlets = [gevent.spawn(committer.create, make_request(number)) for number in range(5)]
+    requests = [make_request(number) for number in range(5)]
+    greenlets = [gevent.spawn(committer.create, request, request.to_json()) for request in requests]
     gevent.joinall(greenlets, timeout=10)
 
     for greenlet in greenlets:
@@ -67,9 +71,9 @@ def test_creates_while_loop_busy_batch():
     def create_later(number):
         for _ in range(number * 10):
             gevent.sleep(0)
-        committer.create(number)
+        committer.create(number, b"")
 
-    committer = groupcommit.GroupCommit(batches.append)
+    committer = groupcommit.GroupCommit(lambda requests, json_texts: batches.append(requests))
     greenlets = [gevent.spawn(create_later, number) for number in range(8)]
     gevent.joinall(greenlets, timeout=10, raise_error=True)
 
@@ -82,9 +86,9 @@ def test_lone_create_does_not_wait(monkeypatch):
     # for the longest gather, which this test makes 30 s.
     monkeypatch.setattr(groupcommit, "MAX_GATHER_SECONDS", 30.0)
     batches = []
-    committer = groupcommit.GroupCommit(batches.append)
+    committer = groupcommit.GroupCommit(lambda requests, json_texts: batches.append(requests))
 
-    creator = gevent.spawn(committer.create, 1)
+    creator = gevent.spawn(committer.create, 1, b"")
     creator.join(timeout=10)
 
     assert creator.successful()
@@ -96,7 +100,7 @@ def test_leader_returns_after_its_own_batch():
     # POSTs queue meanwhile. The leader's client must not wait for them.
     writes = []
 
-    def create_many_with_round_trip(requests):
+    def create_many_with_round_trip(requests, json_texts):
         writes.append(list(requests))
         gevent.sleep(0.01)
 
@@ -104,7 +108,7 @@ def test_leader_returns_after_its_own_batch():
     writes_when_leader_returned = []
 
     def lead():
-        committer.create(0)
+        committer.create(0, b"")
         writes_when_leader_returned.append(len(writes))
 
     leader = gevent.spawn(lead)
@@ -112,7 +116,7 @@ def test_leader_returns_after_its_own_batch():
     def post_steadily():
         followers = []
         for number in range(1, 60):
-            followers.append(gevent.spawn(committer.create, number))
+            followers.append(gevent.spawn(committer.create, number, b""))
             gevent.sleep(0.003)
         gevent.joinall(followers, timeout=10, raise_error=True)
 

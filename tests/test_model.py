@@ -45,6 +45,21 @@ def test_valid_request_keeps_inputs():
     assert request.deadline == 1007.3
 
 
+def test_result_json_ends_to_json():
+    request = parse(VALID)
+    request.status = model.ERROR
+    request.duration = 0.1 + 0.2
+    # The marker's own text inside a value is escaped, so it is not found there.
+    request.error = 'nameserver said: {"a": 1, "status": 2} \\'
+
+    text = request.to_json()
+    marker_at = text.index(model.RESULT_JSON_MARKER)
+
+    assert model.FIELD_NAMES[-len(model.RESULT_FIELDS):] == model.RESULT_FIELDS
+    assert text[marker_at:] == request.result_json()
+    assert text.count(model.RESULT_JSON_MARKER) == 1
+
+
 def test_copy_is_equal_and_separate():
     request = parse(VALID)
     request.owner = "host:127.0.0.1:9090:1"

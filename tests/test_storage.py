@@ -79,13 +79,16 @@ def test_update_does_not_change_inputs(backend):
     request = make_request()
     backend.create(request)
 
-    changed = make_request(zone_name="other.com.", status=model.ERROR, error="timed out")
+    changed = make_request(zone_name="other.com.", accepted_at=5.0, status=model.ERROR,
+                           error="timed out")
     backend.update_result(changed)
     stored = backend.get(request.id)
+    text = json.loads(backend.get_json(request.id))
 
-    assert stored.zone_name == "hello.com."
-    assert stored.status == model.ERROR
-    assert stored.error == "timed out"
+    assert stored.zone_name == text["zone_name"] == "hello.com."
+    assert stored.accepted_at == text["accepted_at"] == request.accepted_at
+    assert stored.status == text["status"] == model.ERROR
+    assert stored.error == text["error"] == "timed out"
 
 
 def test_redis_down_raises_storage_error():
@@ -277,6 +280,40 @@ def test_sqlite_adds_missing_columns(tmp_path):
     assert reopened.get(make_request().id).owner == "host:1"
 
 
+def test_sqlite_row_without_text_reads_from_columns(tmp_path):
+    # A row that an older digaas wrote has no record_json; a result leaves it so.
+    backend = storage_sqlite.SqliteStorage(str(tmp_path / "old.sqlite3"), busy_timeout_seconds=1)
+    request = make_request(error="bad \"reply\"")
+    backend.create(request)
+    backend._connection.execute("UPDATE requests SET record_json = NULL")
+    assert backend.get_json(request.id) == request.to_json()
+
+    request.status = model.COMPLETED
+    request.duration = 0.25
+    backend.update_result(request)
+
+    assert backend.get_json(request.id) == request.to_json()
+    assert backend._connection.execute("SELECT record_json FROM requests").fetchone() == (None,)
+    backend.close()
+
+
+def test_text_without_marker_is_rebuilt(backend):
+    request = make_request()
+    backend.create(request)
+    damaged = b'{"id": "%s"}' % request.id.encode()
+    if isinstance(backend, storage_sqlite.SqliteStorage):
+        backend._connection.execute("UPDATE requests SET record_json = ?", (damaged,))
+    else:
+        backend._redis.set(backend._json_key(request.id), damaged)
+    assert backend.get_json(request.id) == damaged
+
+    request.status = model.ERROR
+    request.error = "timed out"
+    backend.update_result(request)
+
+    assert backend.get_json(request.id) == request.to_json()
+
+
 def test_update_unknown_request_raises(backend):
     with pytest.raises(storage.RequestNotFound) as raised:
         backend.update_result(make_request(id="never-stored"))
@@ -291,7 +328,14 @@ def test_get_json_matches_get(backend):
     text = backend.get_json(request.id)
 
     assert json.loads(text) == request.to_dict()
-    assert text == json.dumps(request.to_dict()).encode()
+    assert text == json.dumps(request.to_dict()).encode() == request.to_json()
+
+    request.status = model.COMPLETED
+    request.duration = 1 / 3
+    request.last_rcode = "NOERROR"
+    backend.update_result(request)
+
+    assert backend.get_json(request.id) == request.to_json()
     assert type(json.loads(text)["start_time"]) is float
     assert backend.get_json("no-such-id") is None
 
@@ -302,6 +346,7 @@ def test_redis_old_hash_gets_defaults(redis_url, redis_flushed):
     backend.create(request)
     client = redis.Redis.from_url(redis_url)
     client.hdel(backend._request_key(request.id), "owner", "rate_limit_delay_seconds")
+    client.delete(backend._json_key(request.id))
     client.close()
 
     stored = backend.get(request.id)
