@@ -11,6 +11,9 @@ LOG = logging.getLogger(__name__)
 # The replies of a unit that has not been sent and read yet.
 _PENDING = object()
 
+# The maximum time a gathering caller waits for others to queue commands.
+MAX_GATHER_SECONDS = 0.002
+
 
 class _Unit:
     """The commands of one caller, which go out together and in order."""
@@ -52,11 +55,17 @@ class AutoPipeline:
         # at that moment.
         self.batches_sent = 0
 
-    def execute(self, commands):
+    def execute(self, commands, gather=False):
         """Send commands, each a tuple of arguments, and return their replies in a list.
 
         The commands reach Redis one after the other, with no other caller's
         command between them, so MULTI ... EXEC in one call is a transaction.
+
+        With gather, a caller that finds the connection idle first waits
+        until the loop is idle, at most MAX_GATHER_SECONDS, so that the
+        greenlets made ready meanwhile add their commands to its batch. It
+        suits callers that each send little, such as one GET per HTTP
+        request. Callers that batched their commands already send at once.
         A Redis error reply is a redis.ResponseError in the list. A failed
         connection raises redis.ConnectionError or redis.TimeoutError, and
         then Redis may or may not have run the commands.
@@ -69,7 +78,7 @@ class AutoPipeline:
         else:
             unit = _Unit(packed, len(commands), None)
             self._queued.append(unit)
-            self._send_queued(until=unit)
+            self._send_queued(until=unit, gather=gather)
             result = unit.result
 
         if isinstance(result, BaseException):
@@ -79,11 +88,14 @@ class AutoPipeline:
     def close(self):
         self._connection.disconnect()
 
-    def _send_queued(self, until=None):
+    def _send_queued(self, until=None, gather=False):
         """Send the queued batches until the unit `until` has its replies, or all (None)."""
         self._sending = True
         handed_over = False
         try:
+            if gather:
+                with gevent.Timeout(MAX_GATHER_SECONDS, False):
+                    gevent.idle()
             while self._queued and (until is None or until.result is _PENDING):
                 batch, self._queued = self._queued, []
                 self._send_batch(batch)

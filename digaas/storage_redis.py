@@ -190,7 +190,9 @@ class RedisStorage(storage.Storage):
         return None if text is None else model.PollRequest.from_dict(json.loads(text))
 
     def get_json(self, request_id):
-        [text] = self._execute([("GET", self._json_key(request_id))], "read request")
+        # GET /requests/{id} sends one command per HTTP request, so it
+        # gathers the GETs of concurrent requests into one batch.
+        [text] = self._execute([("GET", self._json_key(request_id))], "read request", gather=True)
         _raise_first_error([text], self.url, "read request")
         if text is not None:
             return text
@@ -351,8 +353,8 @@ class RedisStorage(storage.Storage):
         self._pipeline.close()
         self._redis.close()
 
-    def _execute(self, commands, description):
-        return self._run(lambda: self._pipeline.execute(commands), description)
+    def _execute(self, commands, description, gather=False):
+        return self._run(lambda: self._pipeline.execute(commands, gather), description)
 
     def _run(self, operation, description):
         try:

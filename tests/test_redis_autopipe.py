@@ -63,6 +63,41 @@ def test_concurrent_callers_share_writes(redis_flushed):
     pipeline.close()
 
 
+def test_gathering_caller_waits_for_ready_callers(redis_flushed):
+    # Callers that become ready over several passes of the loop, as the
+    # requests of concurrent HTTP clients do under uwsgi.
+    pipeline = open_pipeline(redis_flushed)
+
+    def call_later(number):
+        for _ in range(number % 5):
+            gevent.sleep(0)
+        return pipeline.execute([("INCR", "counter")], gather=True)
+
+    callers = [gevent.spawn(call_later, number) for number in range(50)]
+    gevent.joinall(callers, timeout=10, raise_error=True)
+
+    assert sorted(caller.value[0] for caller in callers) == list(range(1, 51))
+    assert pipeline.batches_sent == 1
+    pipeline.close()
+
+
+def test_caller_killed_while_gathering_leaves_the_pipeline_working(redis_flushed):
+    pipeline = open_pipeline(redis_flushed)
+    busy = gevent.spawn(lambda: [gevent.sleep(0) for _ in range(100)])
+    gatherer = gevent.spawn(pipeline.execute, [("SET", "gathered", 1)], gather=True)
+    gevent.sleep(0)
+    queued = gevent.spawn(pipeline.execute, [("GET", "gathered")])
+    gevent.sleep(0)
+
+    gatherer.kill()
+    queued.join(timeout=5)
+    busy.join(timeout=5)
+
+    assert queued.value == [b"1"]
+    assert pipeline.execute([("PING",)]) == [b"PONG"]
+    pipeline.close()
+
+
 def test_transactions_of_callers_stay_apart(redis_flushed):
     pipeline = open_pipeline(redis_flushed)
 
