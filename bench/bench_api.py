@@ -6,22 +6,24 @@ The script starts, on free loopback ports:
 - a redis-server without persistence;
 - digaas on sqlite and digaas on Redis (LocalService, one uwsgi worker each);
 - bench/echo_app.py, a falcon app that only echoes the POST body and returns
-  a fixed record on GET. It runs under uwsgi with the options of uwsgi.ini
-  given on the command line: gevent with 10000 async cores, early monkey
-  patching, one process, http-socket, lazy-apps, post-buffering 0 and
-  disable-logging.
+  a fixed record on GET ("echo"), and the same app waiting until the loop
+  is idle before it answers ("echo-idle"). Each runs under uwsgi with the
+  options of uwsgi.ini given on the command line: gevent with 10000 async
+  cores, early monkey patching, one process, http-socket, lazy-apps,
+  post-buffering 0 and disable-logging.
 
 Then wrk (`wrk -t2 -c64 -d15s --latency` with a Lua script) runs each
 endpoint against each server in turn, for --rounds rounds. The script
 prints requests per second, latency percentiles, errors and the CPU the
-server used, and the ratio digaas / echo per endpoint and storage.
+server used, and the ratio of digaas to each echo app per endpoint and
+storage.
 
 A posted request polls the zone every second with a condition that is never
 met and a timeout of 2 s, so each POST costs about two DNS queries and one
 result write as well, and polls in flight stay bounded (about twice the
 POST rate). GET /requests/{id} reads ids posted before the run.
 
-    python bench/bench_api.py           # full run, about 4 minutes
+    python bench/bench_api.py           # full run, about 5 minutes
     python bench/bench_api.py --quick   # smoke run, about 1 minute
 
 Results print as a table and go to bench/results/api-<UTC time>.json.
@@ -90,6 +92,10 @@ ECHO_UWSGI_OPTIONS = {
     "add-header": "Connection: close",
     "buffer-size": "32768",
 }
+# The apps of bench/echo_app.py that each run beside digaas: target name ->
+# the WSGI callable's name in echo_app.
+ECHO_APPS = {"echo": "application", "echo-idle": "idle_wait_application"}
+
 # Options of uwsgi.ini that name digaas's code, and so differ for the echo app.
 OPTIONS_NAMING_THE_APP = {"pythonpath", "module"}
 
@@ -188,18 +194,18 @@ def check_echo_options():
 
 
 class EchoServer:
-    """bench/echo_app.py under uwsgi, with the uwsgi.ini options on the command line."""
+    """An app of bench/echo_app.py under uwsgi, with the uwsgi.ini options on the command line."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, name="echo", callable_name="application"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = pathlib.Path(workdir) / "echo-uwsgi.log"
+        self.log_path = pathlib.Path(workdir) / f"{name}-uwsgi.log"
         self.command = [benchlib.uwsgi_executable()]
         for name, value in ECHO_UWSGI_OPTIONS.items():
             # On the command line a boolean option is a flag without a value.
             self.command += [f"--{name}"] if value == "true" else [f"--{name}", value]
         self.command += ["--http-socket", f"127.0.0.1:{self.port}",
-                         "--pythonpath", str(REPOSITORY_ROOT / "bench"), "--module", "echo_app:application"]
+                         "--pythonpath", str(REPOSITORY_ROOT / "bench"), "--module", f"echo_app:{callable_name}"]
         if sys.prefix != sys.base_prefix:
             self.command += ["--virtualenv", sys.prefix]
         self.process = None
@@ -328,10 +334,10 @@ def summarize_profile(path, top=12):
 def prepare_ids(url, bind_port, workdir, name):
     """Write the ids that GET /requests/{id} cycles through to a file, one a line; return its path.
 
-    digaas gets GET_IDS requests posted now. The echo app ignores the id, so
-    its file repeats the id of its fixed record.
+    digaas gets GET_IDS requests posted now. The echo apps ignore the id, so
+    their files repeat the id of the fixed record.
     """
-    if name == "echo":
+    if name in ECHO_APPS:
         ids = [echo_app.FIXED_RECORD["id"]] * GET_IDS
     else:
         ids, statuses, _ = benchlib.post_requests(url, [post_body(bind_port)] * GET_IDS, threads=8)
@@ -378,14 +384,16 @@ def summarize(runs):
 
 
 def compute_ratios(table):
+    """Return the ratio of each digaas run's rate to each echo app's, for the same endpoint."""
     ratios = {}
-    for entry in table.values():
-        if entry["target"] == "echo":
-            continue
-        echo = table.get(f"echo {entry['endpoint']}")
-        if echo:
-            ratios[f"{entry['target']} / echo, {entry['endpoint']}"] = benchlib.ratio(
-                entry["requests_per_second"], echo["requests_per_second"])
+    for baseline in ECHO_APPS:
+        for entry in table.values():
+            if entry["target"] in ECHO_APPS:
+                continue
+            echo = table.get(f"{baseline} {entry['endpoint']}")
+            if echo:
+                ratios[f"{entry['target']} / {baseline}, {entry['endpoint']}"] = benchlib.ratio(
+                    entry["requests_per_second"], echo["requests_per_second"])
     return ratios
 
 
@@ -409,8 +417,10 @@ def print_tables(result):
                                 + ["sum us"], rows))
     print("all CPU: cores used by these processes together; us: CPU microseconds per request.")
     print()
-    print(benchlib.format_table(["ratio of req/s (target >= 0.80)", "value"],
+    print(benchlib.format_table(["ratio of req/s (target >= 0.80 of echo)", "value"],
                                 [[name, value] for name, value in result["ratios"].items()]))
+    print("echo-idle: the echo app that waits until the loop is idle before answering,"
+          " as digaas does\nwhen it gathers a Redis batch or a group commit (see bench/echo_app.py).")
     for run in result["runs"]:
         if "profile" not in run:
             continue
@@ -449,12 +459,13 @@ def main(argv=None):
             bind.add_zone(ZONE_NAME, serial=ZONE_SERIAL)
 
             targets = {}
-            echo = EchoServer(workdir)
-            servers.append(echo)
-            echo.start()
-            targets["echo"] = {"url": echo.url, "log": echo.log_path, "command": echo.command,
-                               "worker_pid": benchlib.uwsgi_worker_pids(echo.process.pid, 1)[0],
-                               "helper_pids": {"named": bind.pid}}
+            for name, callable_name in ECHO_APPS.items():
+                echo = EchoServer(workdir, name, callable_name)
+                servers.append(echo)
+                echo.start()
+                targets[name] = {"url": echo.url, "log": echo.log_path, "command": echo.command,
+                                 "worker_pid": benchlib.uwsgi_worker_pids(echo.process.pid, 1)[0],
+                                 "helper_pids": {"named": bind.pid}}
 
             for storage in args.storages:
                 redis_url = None
