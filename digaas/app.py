@@ -66,9 +66,9 @@ class RequestCollection:
         # The stored text is also the response, encoded once.
         json_text = request.to_json()
         self._group_commit.create(request, json_text)
-        # TODO: POST reaches 0.39 (sqlite) and 0.40 (Redis) of a bare falcon
-        # app's rate, short of the 0.80 target. The poll it starts runs in
-        # this process and takes about 43 % of a POST's CPU (BENCHMARKS.md, API).
+        # TODO: POST reaches 0.38 (sqlite) and 0.40 (Redis) of a bare falcon
+        # app's rate, short of the 0.80 target. Without this poll it reached
+        # 0.84; running polls in a separate process is not built (BENCHMARKS.md, API).
         self._poller.start(request)
 
         resp.status = falcon.HTTP_202
