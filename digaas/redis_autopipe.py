@@ -66,6 +66,7 @@ class AutoPipeline:
         greenlets made ready meanwhile add their commands to its batch. It
         suits callers that each send little, such as one GET per HTTP
         request. Callers that batched their commands already send at once.
+
         A Redis error reply is a redis.ResponseError in the list. A failed
         connection raises redis.ConnectionError or redis.TimeoutError, and
         then Redis may or may not have run the commands.

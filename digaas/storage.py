@@ -37,7 +37,7 @@ class Storage(abc.ABC):
     def create_many(self, requests, json_texts=None):
         """Store several new requests at once, all or none. Raises StorageError.
 
-        json_texts, when given, holds each request's to_json(), which the
+        json_texts, when given, contains each request's to_json(), which the
         caller has made already. This version stores one at a time and
         ignores it; backends write the requests in one step.
         """

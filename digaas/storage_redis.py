@@ -118,7 +118,7 @@ class RedisStorage(storage.Storage):
     as exactly the same float. A sorted set <prefix>:requests:by_start_time
     indexes the ids by start_time.
 
-    The string <prefix>:json:<id> holds the request's to_json() text, which
+    The string <prefix>:json:<id> contains the request's to_json() text, which
     GET /requests/{id} sends: one GET of a string instead of an HMGET of
     every field. It is a key of its own because a hash with a value that
     long would leave Redis's compact encoding.
