@@ -433,9 +433,10 @@ def describe_timeout(request, tally):
     if refused == total and total:
         parts.append(f"{server} refused {refused} of {queries}")
     else:
-        parts.append(queries)
+        # Naming the nameserver helps most when no response came back.
+        parts.append(f"{queries} to {server}")
         if refused:
-            parts.append(f"{server} refused {refused} of them")
+            parts.append(f"{refused} refused")
 
     for rcode, count in sorted(tally.rcodes.items()):
         if rcode != "NOERROR":

@@ -89,6 +89,11 @@ def poll(service, fake, **changes):
                                    timeout_seconds=body["timeout"] + DONE_GRACE_SECONDS)
 
 
+def where(record):
+    """Return how a timeout message names the request's nameserver."""
+    return f"nameserver {record['nameserver']} port {record['port']}"
+
+
 def every_third_answered(serial):
     """Build a handler that replies to queries 3, 6, 9... with that serial and drops the others."""
     lock = threading.Lock()
@@ -128,7 +133,7 @@ def test_drops_counted_when_error(service, fake):
     assert record["status"] == "ERROR"
     assert queries == len(fake.queries)
     assert queries >= 3
-    assert record["error"] == (f"timed out after 1.4 s: {queries} queries,"
+    assert record["error"] == (f"timed out after 1.4 s: {queries} queries to {where(record)},"
                                f" {dropped} x timeout, last serial {LOWER_SERIAL}")
 
 
@@ -141,7 +146,8 @@ def test_delay_over_query_timeout(service, fake):
     assert record["status"] == "ERROR"
     assert queries == len(fake.queries)
     assert record["last_rcode"] is None
-    assert record["error"] == f"timed out after 1.0 s: {queries} queries, {queries} x timeout"
+    assert record["error"] == (f"timed out after 1.0 s: {queries} queries to {where(record)},"
+                               f" {queries} x timeout")
 
 
 def test_delay_under_query_timeout(service, fake):
@@ -182,7 +188,8 @@ def test_reply_from_other_address(service, fake, source_port):
     assert record["status"] == "ERROR"
     assert queries == len(fake.queries)
     assert fake.errors == []
-    assert record["error"] == f"timed out after 1.0 s: {queries} queries, {queries} x timeout"
+    assert record["error"] == (f"timed out after 1.0 s: {queries} queries to {where(record)},"
+                               f" {queries} x timeout")
 
 
 def flood_handler(wrong_replies, burst_size, burst_gap_seconds=0.0):
@@ -241,7 +248,8 @@ def test_tcp_closed_mid_message(service, fake):
     queries = record["queries"]
     assert record["status"] == "ERROR"
     assert queries == len(fake.queries)
-    assert record["error"] == f"timed out after 1.0 s: {queries} queries, {queries} x {TCP_CUT_ERROR}"
+    assert record["error"] == (f"timed out after 1.0 s: {queries} queries to {where(record)},"
+                               f" {queries} x {TCP_CUT_ERROR}")
 
 
 def test_service_healthy_after_tcp_cut(service):
@@ -304,7 +312,7 @@ def test_many_concurrent_polls(service, fake):
         else:
             assert record["status"] == "ERROR", record
             assert record["error"].startswith(
-                f"timed out after {timeout} s: {record['queries']} queries, "), record
+                f"timed out after {timeout} s: {record['queries']} queries to {where(record)}, "), record
             assert " x timeout" in record["error"], record
             assert "replies ignored" in record["error"], record
             assert record["error"].endswith(f"last serial {LOWER_SERIAL}"), record

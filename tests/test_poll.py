@@ -120,5 +120,5 @@ def test_timeout_message_counts_queries():
     request.queries = 3
     three_queries_message = poll.describe_timeout(request, poll.Tally())
 
-    assert one_query_message == "timed out after 2 s: 1 query"
-    assert three_queries_message == "timed out after 2 s: 3 queries"
+    assert one_query_message == "timed out after 2 s: 1 query to nameserver 127.0.0.1 port 53"
+    assert three_queries_message == "timed out after 2 s: 3 queries to nameserver 127.0.0.1 port 53"

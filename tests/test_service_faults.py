@@ -85,8 +85,9 @@ def test_error_message_counts_everything(service, fake):
 
     record = poll(service, fake, timeout=2, frequency=0.7)
 
-    assert record["error"] == ("timed out after 2 s: 3 queries, 2 answered SERVFAIL,"
-                               " 1 x timeout, last rcode SERVFAIL")
+    assert record["error"] == (f"timed out after 2 s: 3 queries to nameserver {record['nameserver']}"
+                               f" port {record['port']}, 2 answered SERVFAIL, 1 x timeout,"
+                               " last rcode SERVFAIL")
 
 
 def test_silence_and_garbage_counted(service, fake):
@@ -96,7 +97,8 @@ def test_silence_and_garbage_counted(service, fake):
 
     assert record["status"] == "ERROR"
     assert record["last_rcode"] is None
-    assert record["error"] == ("timed out after 1 s: 2 queries, 2 x timeout,"
+    assert record["error"] == (f"timed out after 1 s: 2 queries to nameserver {record['nameserver']}"
+                               f" port {record['port']}, 2 x timeout,"
                                " 2 replies ignored (unparsable, or another id or question)")
 
 
