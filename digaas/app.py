@@ -67,8 +67,9 @@ class RequestCollection:
         json_text = request.to_json()
         self._group_commit.create(request, json_text)
         # TODO: POST reaches 0.38 (sqlite) and 0.40 (Redis) of a bare falcon
-        # app's rate, short of the 0.80 target. Without this poll it reached
-        # 0.84; running polls in a separate process is not built (BENCHMARKS.md, API).
+        # app's rate, short of the 0.80 target. In a manual run without this
+        # poll it reached 0.84. Polls in a separate process are not built
+        # (BENCHMARKS.md, API).
         self._poller.start(request)
 
         resp.status = falcon.HTTP_202

@@ -71,7 +71,6 @@ def _looks_like_form(data):
     return b"=" in data and first not in (b"{", b"[", b'"')
 
 
-
 def _reject_constant(name):
     raise ValueError(f"{name} is not allowed: use a finite number")
 

@@ -135,8 +135,8 @@ _field_values = operator.attrgetter(*FIELD_NAMES)
 RESULT_FIELDS = ("status", "duration", "completed_at", "last_miss_at", "queries",
                  "last_rcode", "last_serial", "error", "rate_limit_delay_seconds", "owner")
 
-# Where RESULT_FIELDS start in to_json(). A JSON string contains a double
-# quote only after a backslash, so no value can contain this marker.
+# The text in to_json() where RESULT_FIELDS start. A JSON string contains a
+# double quote only after a backslash, so no value can contain this marker.
 RESULT_JSON_MARKER = b', "status": '
 
 # Fields a client may send; the others are set by digaas.

@@ -71,14 +71,16 @@ _SELECT_ONE = f"SELECT {', '.join(model.FIELD_NAMES)} FROM requests WHERE id = ?
 
 # Each row also keeps the request's to_json() text, which GET /requests/{id}
 # sends. Reading it instead of encoding the columns cut a GET's CPU in the
-# worker from 103 us to 86 and 94 us in bench_api.py quick runs, against
-# 86 us for the bare echo app.
+# worker from 128 to 90 us in bench_api.py (BENCHMARKS.md, API), where the
+# bare echo app takes 89 us.
 _SELECT_JSON = "SELECT record_json FROM requests WHERE id = ?"
 _INSERT = (f"INSERT INTO requests ({', '.join(model.FIELD_NAMES)}, record_json)"
            f" VALUES ({', '.join('?' for _ in model.FIELD_NAMES)}, ?)")
 # A result keeps the stored text up to model.RESULT_JSON_MARKER and puts the
 # request's result_json() after it. Text without the marker becomes NULL,
-# which get_json() encodes from the columns. || gives text, hence the CAST.
+# and get_json() then encodes the columns. The || operator returns text, so
+# CAST makes the result a BLOB again.
+#
 # Parameters: RESULT_FIELDS, the marker, result_json(), the id.
 _MARKER, _RESULT_JSON, _ID = (f"?{len(model.RESULT_FIELDS) + number}" for number in (1, 2, 3))
 _UPDATE_RESULT = (

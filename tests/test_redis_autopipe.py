@@ -63,7 +63,7 @@ def test_concurrent_callers_share_writes(redis_flushed):
     pipeline.close()
 
 
-def test_gathering_caller_waits_for_ready_callers(redis_flushed):
+def test_gather_batches_ready_callers(redis_flushed):
     # Callers that become ready over several passes of the loop, as the
     # requests of concurrent HTTP clients do under uwsgi.
     pipeline = open_pipeline(redis_flushed)
@@ -81,7 +81,7 @@ def test_gathering_caller_waits_for_ready_callers(redis_flushed):
     pipeline.close()
 
 
-def test_caller_killed_while_gathering_leaves_the_pipeline_working(redis_flushed):
+def test_killed_gatherer_keeps_pipeline_working(redis_flushed):
     pipeline = open_pipeline(redis_flushed)
     busy = gevent.spawn(lambda: [gevent.sleep(0) for _ in range(100)])
     gatherer = gevent.spawn(pipeline.execute, [("SET", "gathered", 1)], gather=True)

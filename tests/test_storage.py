@@ -280,8 +280,9 @@ def test_sqlite_adds_missing_columns(tmp_path):
     assert reopened.get(make_request().id).owner == "host:1"
 
 
-def test_sqlite_row_without_text_reads_from_columns(tmp_path):
-    # A row that an older digaas wrote has no record_json; a result leaves it so.
+def test_sqlite_old_row_reads_columns(tmp_path):
+    # A row that an older digaas wrote has no record_json, and a result
+    # leaves it without one.
     backend = storage_sqlite.SqliteStorage(str(tmp_path / "old.sqlite3"), busy_timeout_seconds=1)
     request = make_request(error="bad \"reply\"")
     backend.create(request)
