@@ -96,6 +96,9 @@ ECHO_UWSGI_OPTIONS = {
 # the WSGI callable's name in echo_app.
 ECHO_APPS = {"echo": "application", "echo-idle": "idle_wait_application"}
 
+# The name of the poll process of bench/split_polls.py in the CPU tables.
+SPLIT_CHILD = "poll child"
+
 # Options of uwsgi.ini that name digaas's code, and so differ for the echo app.
 OPTIONS_NAMING_THE_APP = {"pythonpath", "module"}
 
@@ -144,6 +147,9 @@ def parse_arguments(argv):
                         help="rounds; each runs every endpoint against every server once (default 2)")
     parser.add_argument("--storages", nargs="+", choices=("sqlite", "redis"), default=["sqlite", "redis"],
                         help="digaas storages to measure (default both)")
+    parser.add_argument("--split-polls", action="store_true",
+                        help="also measure bench/split_polls.py, digaas with its polls in a child"
+                             " process of the worker (an experiment, not a digaas setting), per storage")
     parser.add_argument("--profile-with", metavar="PY_SPY",
                         help="path of a py-spy executable: sample each server's worker during each run"
                              " and print the functions that take the most samples. Sampling slows"
@@ -193,19 +199,25 @@ def check_echo_options():
                            + "; ".join(differences) + "; update ECHO_UWSGI_OPTIONS")
 
 
-class EchoServer:
-    """An app of bench/echo_app.py under uwsgi, with the uwsgi.ini options on the command line."""
+class BenchServer:
+    """A WSGI module of bench/ under uwsgi, with the uwsgi.ini options on the command line.
 
-    def __init__(self, workdir, name="echo", callable_name="application"):
+    module is "echo_app:application", "split_polls:application" and the
+    like. environment adds variables to the server's environment.
+    """
+
+    def __init__(self, workdir, name, module, environment=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = pathlib.Path(workdir) / f"{name}-uwsgi.log"
+        self.environment = dict(os.environ, **(environment or {}))
         self.command = [benchlib.uwsgi_executable()]
-        for name, value in ECHO_UWSGI_OPTIONS.items():
+        for option, value in ECHO_UWSGI_OPTIONS.items():
             # On the command line a boolean option is a flag without a value.
-            self.command += [f"--{name}"] if value == "true" else [f"--{name}", value]
+            self.command += [f"--{option}"] if value == "true" else [f"--{option}", value]
         self.command += ["--http-socket", f"127.0.0.1:{self.port}",
-                         "--pythonpath", str(REPOSITORY_ROOT / "bench"), "--module", f"echo_app:{callable_name}"]
+                         "--pythonpath", str(REPOSITORY_ROOT), "--pythonpath", str(REPOSITORY_ROOT / "bench"),
+                         "--module", module]
         if sys.prefix != sys.base_prefix:
             self.command += ["--virtualenv", sys.prefix]
         self.process = None
@@ -213,11 +225,11 @@ class EchoServer:
     def start(self):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
+                                            stderr=subprocess.STDOUT, env=self.environment)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"echo app uwsgi exited with {self.process.returncode};"
+                raise RuntimeError(f"uwsgi exited with {self.process.returncode};"
                                    f" see {self.log_path}")
             try:
                 requests.get(self.url + "/requests/x", timeout=1, headers=benchlib.CLOSE_CONNECTION)
@@ -225,7 +237,7 @@ class EchoServer:
             except requests.RequestException:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"echo app did not answer within {SERVER_START_TIMEOUT_SECONDS} s;"
+        raise RuntimeError(f"uwsgi did not answer within {SERVER_START_TIMEOUT_SECONDS} s;"
                            f" see {self.log_path}")
 
     def stop(self):
@@ -236,6 +248,29 @@ class EchoServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def start_split_server(work, storage, redis_url):
+    """Start bench/split_polls.py, digaas with its polls in a child process, on storage."""
+    service_dir = work / f"digaas-{storage}-split"
+    service_dir.mkdir()
+    environment = {f"DIGAAS_{name}": str(value) for name, value in DIGAAS_SETTINGS.items()}
+    environment.update(PYTHONPATH=str(REPOSITORY_ROOT), DIGAAS_STORAGE=storage,
+                       DIGAAS_SQLITE_PATH=str(service_dir / "digaas.sqlite3"))
+    if redis_url:
+        # Its own keys in the same redis-server as digaas on Redis.
+        environment.update(DIGAAS_REDIS_URL=redis_url, DIGAAS_REDIS_KEY_PREFIX="digaas-split")
+    return BenchServer(work, f"digaas-{storage}-split", "split_polls:application", environment).start()
+
+
+def poll_child_pid(worker_pid, timeout_seconds=10.0):
+    """Return the pid of the poll process that a split_polls worker started."""
+    deadline = time.monotonic() + timeout_seconds
+    while not (children := benchlib.child_pids(worker_pid)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"split_polls worker {worker_pid} started no poll process")
+        time.sleep(0.1)
+    return children[0]
 
 
 def post_body(bind_port):
@@ -397,6 +432,24 @@ def compute_ratios(table):
     return ratios
 
 
+def cores_at_target(table, target_ratio=0.80):
+    """Return the cores each digaas POST needs, at its measured CPU per request, at the target rate.
+
+    It adds the CPU of every process measured (worker, wrk, named,
+    redis-server, poll child) per POST and multiplies it by target_ratio
+    times the bare echo app's POST rate. Above the machine's cores, the
+    target cannot be reached without cutting that CPU, however the work is
+    spread over processes.
+    """
+    echo = table.get("echo POST")
+    if echo is None:
+        return {}
+    rate = target_ratio * echo["requests_per_second"]
+    return {name: round(sum(entry["cpu_us_per_request"].values()) * rate / 1e6, 2)
+            for name, entry in table.items()
+            if entry["endpoint"] == "POST" and entry["target"] not in ECHO_APPS}
+
+
 def print_tables(result):
     rows = [[name, entry["requests_per_second"],
              " ".join(f"{value:.0f}" for value in entry["requests_per_second_rounds"]),
@@ -408,7 +461,7 @@ def print_tables(result):
                                  "worker CPU", "non-2xx", "socket errors"], rows))
     print("worker CPU: CPU seconds of the uwsgi worker per second of the run; 1.00 is one core.")
     print()
-    processes = ["worker", "wrk", "named", "redis-server"]
+    processes = ["worker", "wrk", "named", "redis-server", SPLIT_CHILD]
     rows = [[name, entry["machine_cpu_fraction"]]
             + [entry["cpu_us_per_request"].get(process, "") for process in processes]
             + [round(sum(entry["cpu_us_per_request"].values()), 1)]
@@ -416,6 +469,11 @@ def print_tables(result):
     print(benchlib.format_table(["server endpoint", "all CPU"] + [f"{process} us" for process in processes]
                                 + ["sum us"], rows))
     print("all CPU: cores used by these processes together; us: CPU microseconds per request.")
+    print()
+    print(benchlib.format_table(["POST, cores needed at 0.80 of echo", "cores"],
+                                [[name, value] for name, value in result["cores_at_target"].items()]))
+    print(f"cores: the sum of CPU microseconds per POST above, times 0.80 of echo's POST rate;"
+          f" this machine has {os.cpu_count()}.")
     print()
     print(benchlib.format_table(["ratio of req/s (target >= 0.80 of echo)", "value"],
                                 [[name, value] for name, value in result["ratios"].items()]))
@@ -460,7 +518,7 @@ def main(argv=None):
 
             targets = {}
             for name, callable_name in ECHO_APPS.items():
-                echo = EchoServer(workdir, name, callable_name)
+                echo = BenchServer(workdir, name, f"echo_app:{callable_name}")
                 servers.append(echo)
                 echo.start()
                 targets[name] = {"url": echo.url, "log": echo.log_path, "command": echo.command,
@@ -487,6 +545,14 @@ def main(argv=None):
                     "url": service.url, "log": service.log_path,
                     "worker_pid": benchlib.uwsgi_worker_pids(service.process.pid, 1)[0],
                     "helper_pids": helper_pids}
+
+                if args.split_polls:
+                    split = start_split_server(work, storage, redis_url)
+                    servers.append(split)
+                    worker_pid = benchlib.uwsgi_worker_pids(split.process.pid, 1)[0]
+                    targets[f"digaas-{storage}-split"] = {
+                        "url": split.url, "log": split.log_path, "worker_pid": worker_pid,
+                        "helper_pids": dict(helper_pids, **{SPLIT_CHILD: poll_child_pid(worker_pid)})}
 
             for name, target in targets.items():
                 target["ids_file"] = prepare_ids(target["url"], bind.port, workdir, name)
@@ -526,6 +592,7 @@ def main(argv=None):
 
     result["summary"] = summarize(result["runs"])
     result["ratios"] = compute_ratios(result["summary"])
+    result["cores_at_target"] = cores_at_target(result["summary"])
     print_tables(result)
     path = benchlib.write_results("api", result)
     print(f"\nresults written to {path}")
