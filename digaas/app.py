@@ -66,10 +66,10 @@ class RequestCollection:
         # The stored text is also the response, encoded once.
         json_text = request.to_json()
         self._group_commit.create(request, json_text)
-        # TODO: POST reaches 0.38 (sqlite) and 0.40 (Redis) of a bare falcon
-        # app's rate, short of the 0.80 target. In a manual run without this
-        # poll it reached 0.84. Polls in a separate process are not built
-        # (BENCHMARKS.md, API).
+        # TODO: POST reaches 0.36 (sqlite) and 0.38 (Redis) of a bare falcon
+        # app's rate on 2 cores, short of the 0.80 target. With the polls in a
+        # child process (bench/split_polls.py) it reached 0.61 and 0.56, and
+        # the target would need 2.2 and 2.4 cores (BENCHMARKS.md, API).
         self._poller.start(request)
 
         resp.status = falcon.HTTP_202
