@@ -10,13 +10,18 @@ The script starts, on free loopback ports:
   is idle before it answers ("echo-idle"). Each runs under uwsgi with the
   options of uwsgi.ini given on the command line: gevent with 10000 async
   cores, early monkey patching, one process, http-socket, lazy-apps,
-  post-buffering 0 and disable-logging.
+  post-buffering 0 and disable-logging;
+- with --split-polls, bench/split_polls.py on each storage ("split"): the
+  digaas app with its polls in a child process of the worker, an
+  experiment that measures what moving the polls out of the web worker
+  gives on this machine.
 
 Then wrk (`wrk -t2 -c64 -d15s --latency` with a Lua script) runs each
 endpoint against each server in turn, for --rounds rounds. The script
 prints requests per second, latency percentiles, errors and the CPU the
-server used, and the ratio of digaas to each echo app per endpoint and
-storage.
+server used, the ratio of digaas to each echo app per endpoint and
+storage, and the cores that each digaas POST would need at 0.80 of the
+echo app's rate, at the CPU per POST it used.
 
 A posted request polls the zone every second with a condition that is never
 met and a timeout of 2 s, so each POST costs about two DNS queries and one
@@ -25,6 +30,7 @@ POST rate). GET /requests/{id} reads ids posted before the run.
 
     python bench/bench_api.py           # full run, about 5 minutes
     python bench/bench_api.py --quick   # smoke run, about 1 minute
+    python bench/bench_api.py --split-polls   # also the split servers, about 7 minutes
 
 Results print as a table and go to bench/results/api-<UTC time>.json.
 """
@@ -138,13 +144,15 @@ end
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(
         description="Measure POST /requests and GET /requests/{id} of digaas (sqlite and Redis)"
-                    " with wrk, beside a bare falcon echo app under the same uwsgi options.")
+                    " with wrk, beside a bare falcon echo app (and the same app waiting for an idle loop)"
+                    " under the same uwsgi options.")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 s per wrk run, one round")
-    parser.add_argument("--seconds", type=int, help="seconds of each wrk run (default 15)")
+    parser.add_argument("--seconds", type=int, help="seconds of each wrk run (default 15, or 4 with --quick)")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     parser.add_argument("--rounds", type=int,
-                        help="rounds; each runs every endpoint against every server once (default 2)")
+                        help="rounds; each runs every endpoint against every server once"
+                             " (default 2, or 1 with --quick)")
     parser.add_argument("--storages", nargs="+", choices=("sqlite", "redis"), default=["sqlite", "redis"],
                         help="digaas storages to measure (default both)")
     parser.add_argument("--split-polls", action="store_true",
@@ -237,7 +245,7 @@ class BenchServer:
             except requests.RequestException:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"uwsgi did not answer within {SERVER_START_TIMEOUT_SECONDS} s;"
+        raise RuntimeError(f"uwsgi did not respond within {SERVER_START_TIMEOUT_SECONDS} s;"
                            f" see {self.log_path}")
 
     def stop(self):
@@ -472,8 +480,9 @@ def print_tables(result):
     print()
     print(benchlib.format_table(["POST, cores needed at 0.80 of echo", "cores"],
                                 [[name, value] for name, value in result["cores_at_target"].items()]))
-    print(f"cores: the sum of CPU microseconds per POST above, times 0.80 of echo's POST rate;"
-          f" this machine has {os.cpu_count()}.")
+    print(f"cores: the sum of CPU microseconds per POST above (every process, wrk included), times"
+          f" 0.80 of echo's POST rate;\nthis machine has {os.cpu_count()}. split: bench/split_polls.py,"
+          f" digaas with its polls in a child process (the poll child).")
     print()
     print(benchlib.format_table(["ratio of req/s (target >= 0.80 of echo)", "value"],
                                 [[name, value] for name, value in result["ratios"].items()]))
