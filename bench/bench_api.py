@@ -274,11 +274,14 @@ def start_split_server(work, storage, redis_url):
 def poll_child_pid(worker_pid, timeout_seconds=10.0):
     """Return the pid of the poll process that a split_polls worker started."""
     deadline = time.monotonic() + timeout_seconds
-    while not (children := benchlib.child_pids(worker_pid)):
+    while True:
+        children = benchlib.child_pids(worker_pid)
+        if children:
+            return children[0]
         if time.monotonic() > deadline:
-            raise RuntimeError(f"split_polls worker {worker_pid} started no poll process")
+            raise RuntimeError(f"split_polls worker {worker_pid} started no poll process"
+                               f" within {timeout_seconds} s; see its uwsgi log")
         time.sleep(0.1)
-    return children[0]
 
 
 def post_body(bind_port):
@@ -441,7 +444,7 @@ def compute_ratios(table):
 
 
 def cores_at_target(table, target_ratio=0.80):
-    """Return the cores each digaas POST needs, at its measured CPU per request, at the target rate.
+    """Estimate the cores each digaas POST needs at the target rate, at its measured CPU per request.
 
     It adds the CPU of every process measured (worker, wrk, named,
     redis-server, poll child) per POST and multiplies it by target_ratio

@@ -8,10 +8,12 @@ committed requests' JSON texts, one a line, over a socketpair to a child
 process (`python split_polls.py --child FD`). The child runs digaas's
 Poller over its own connection to the same storage and writes the results.
 
-What it leaves out, because the benchmark does not need it: resuming after
-a restart, MAX_IN_FLIGHT (the worker counts no polls), `/metrics` (empty)
-and any flow control (the child reads as fast as it can, and the socket
-buffer holds the rest). The child exits when the worker closes its end.
+It leaves out what the benchmark does not need: resuming after a restart,
+MAX_IN_FLIGHT (the worker counts no polls), `/metrics` (empty) and flow
+control. The child reads as fast as it can, and the socket buffer keeps
+the rest. The child exits when the worker closes its end.
+NOTE: nothing restarts a child that dies. The POSTs after that fail with
+500 once their rows are stored, and those requests are never polled.
 
 Like digaas.wsgi, importing this module builds the app, because uwsgi loads
 the WSGI callable by importing a module.
@@ -38,9 +40,10 @@ class ForwardingStorage:
         self._child_socket = child_socket
 
     def create_many(self, requests, json_texts=None):
-        self._backend.create_many(requests, json_texts)
         if json_texts is None:
             json_texts = [request.to_json() for request in requests]
+        self._backend.create_many(requests, json_texts)
+
         # After the commit, so that the child's result write finds the row.
         self._child_socket.sendall(b"\n".join(json_texts) + b"\n")
 
